@@ -200,8 +200,23 @@ def ensure_containers() -> None:
             must(["docker", "rm", "-f", name])
             state = None
         if state is None:
-            must(["docker", "run", "-d", "--init", "--name", name, "--hostname", name,
-                  "--label", f"{LABEL}=1", image, "sleep", "infinity"])
+            must(
+                [
+                    "docker",
+                    "run",
+                    "-d",
+                    "--init",
+                    "--name",
+                    name,
+                    "--hostname",
+                    name,
+                    "--label",
+                    f"{LABEL}=1",
+                    image,
+                    "sleep",
+                    "infinity",
+                ]
+            )
             say(f"host {name}: created from {image}")
         elif state[0] != "running":
             must(["docker", "start", name])
@@ -238,8 +253,20 @@ def status() -> None:
         say("docker engine: not running")
         return
     say("docker engine: running")
-    print(must(["docker", "ps", "-a", "--filter", f"label={LABEL}=1",
-                "--format", "table {{.Names}}\t{{.Image}}\t{{.Status}}"]), end="")
+    print(
+        must(
+            [
+                "docker",
+                "ps",
+                "-a",
+                "--filter",
+                f"label={LABEL}=1",
+                "--format",
+                "table {{.Names}}\t{{.Image}}\t{{.Status}}",
+            ]
+        ),
+        end="",
+    )
 
 
 def main() -> int:

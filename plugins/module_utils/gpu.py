@@ -7,9 +7,7 @@ compute processes with the command line read from /proc: Xinference titles its m
 ``Model: <uid>``, which is how an operator tells a model worker from any other CUDA process.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
+from __future__ import annotations
 
 import csv
 import os
@@ -18,7 +16,7 @@ import re
 BACKENDS = ("auto", "nvml", "nvidia-smi")
 MIB = 1024 * 1024
 # NVML reports "not available" for a process's memory as the all-ones 64-bit value.
-NVML_VALUE_NOT_AVAILABLE = 2 ** 64 - 1
+NVML_VALUE_NOT_AVAILABLE = 2**64 - 1
 MODEL_TITLE = re.compile(r"\bModel:\s*(\S+)")
 CUDA_VERSION = re.compile(r"CUDA Version:\s*([0-9.]+)")
 
@@ -73,7 +71,7 @@ def describe_process(pid, reported_name=None, proc_root="/proc"):
         cmdline = " ".join(part.decode("utf-8", "replace") for part in raw.split(b"\0") if part) or None
         with open(os.path.join(base, "comm"), "rb") as handle:
             name = handle.read().decode("utf-8", "replace").strip() or None
-    except (IOError, OSError):
+    except OSError:
         pass
     title = cmdline or reported_name or ""
     match = MODEL_TITLE.search(title)
@@ -109,7 +107,7 @@ def nvml_facts(nvml, proc_root="/proc"):
     try:
         nvml.nvmlInit()
     except nvml.NVMLError as exc:
-        raise BackendUnavailable("NVML could not be initialised: %s" % exc)
+        raise BackendUnavailable("NVML could not be initialised: %s" % exc) from exc
     try:
         driver = _text(_nvml_optional(nvml, nvml.nvmlSystemGetDriverVersion))
         cuda = _cuda_version_from_int(_nvml_optional(nvml, nvml.nvmlSystemGetCudaDriverVersion))
@@ -126,22 +124,26 @@ def nvml_facts(nvml, proc_root="/proc"):
                 entry = describe_process(proc.pid, proc_root=proc_root)
                 entry["used_memory_mib"] = None if used in (None, NVML_VALUE_NOT_AVAILABLE) else used // MIB
                 processes.append(entry)
-            devices.append({
-                "index": index,
-                "name": _text(nvml.nvmlDeviceGetName(handle)),
-                "uuid": _text(nvml.nvmlDeviceGetUUID(handle)),
-                "memory_total_mib": memory.total // MIB,
-                "memory_used_mib": memory.used // MIB,
-                "memory_free_mib": memory.free // MIB,
-                "utilization_gpu_percent": rates.gpu if rates is not None else None,
-                "utilization_memory_percent": rates.memory if rates is not None else None,
-                "temperature_c": _nvml_optional(nvml, nvml.nvmlDeviceGetTemperature, handle, nvml.NVML_TEMPERATURE_GPU),
-                "power_draw_w": round(power / 1000.0, 2) if power is not None else None,
-                "power_limit_w": round(limit / 1000.0, 2) if limit is not None else None,
-                "processes": processes,
-            })
+            devices.append(
+                {
+                    "index": index,
+                    "name": _text(nvml.nvmlDeviceGetName(handle)),
+                    "uuid": _text(nvml.nvmlDeviceGetUUID(handle)),
+                    "memory_total_mib": memory.total // MIB,
+                    "memory_used_mib": memory.used // MIB,
+                    "memory_free_mib": memory.free // MIB,
+                    "utilization_gpu_percent": rates.gpu if rates is not None else None,
+                    "utilization_memory_percent": rates.memory if rates is not None else None,
+                    "temperature_c": _nvml_optional(
+                        nvml, nvml.nvmlDeviceGetTemperature, handle, nvml.NVML_TEMPERATURE_GPU
+                    ),
+                    "power_draw_w": round(power / 1000.0, 2) if power is not None else None,
+                    "power_limit_w": round(limit / 1000.0, 2) if limit is not None else None,
+                    "processes": processes,
+                }
+            )
     except nvml.NVMLError as exc:
-        raise BackendUnavailable("NVML query failed: %s" % exc)
+        raise BackendUnavailable("NVML query failed: %s" % exc) from exc
     finally:
         _nvml_optional(nvml, nvml.nvmlShutdown)
     return {
@@ -174,7 +176,7 @@ def parse_smi_gpus(output):
     for row in _smi_rows(output):
         if len(row) != len(SMI_GPU_FIELDS):
             raise BackendUnavailable("unexpected nvidia-smi --query-gpu line: %r" % ",".join(row))
-        device = dict((key, _smi_value(cell, convert)) for (_, key, convert), cell in zip(SMI_GPU_FIELDS, row))
+        device = {key: _smi_value(cell, convert) for (_field, key, convert), cell in zip(SMI_GPU_FIELDS, row)}
         device["processes"] = []
         devices.append(device)
     return devices
@@ -201,13 +203,13 @@ def nvidia_smi_facts(run, smi_path, proc_root="/proc"):
     """Facts from `nvidia-smi`; `run(argv)` returns (rc, stdout, stderr) like AnsibleModule.run_command."""
 
     def query(argv):
-        rc, out, err = run([smi_path] + argv)
+        rc, out, err = run([smi_path, *argv])
         if rc != 0:
             message = (err or out or "").strip().splitlines()
             raise BackendUnavailable("%s failed (rc=%s): %s" % (smi_path, rc, message[0] if message else "no output"))
         return out
 
-    gpu_fields = ",".join(field for field, _, _ in SMI_GPU_FIELDS)
+    gpu_fields = ",".join(spec[0] for spec in SMI_GPU_FIELDS)
     devices = parse_smi_gpus(query(["--query-gpu=" + gpu_fields, "--format=csv,noheader,nounits"]))
     apps = parse_smi_apps(query(["--query-compute-apps=" + ",".join(SMI_APP_FIELDS), "--format=csv,noheader,nounits"]))
     by_uuid = dict((device["uuid"], device) for device in devices)

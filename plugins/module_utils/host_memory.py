@@ -6,9 +6,7 @@ High swap use is often a leftover of an earlier memory squeeze; MemAvailable tel
 host is short of memory now.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
+from __future__ import annotations
 
 MEMINFO_PATH = "/proc/meminfo"
 
@@ -54,6 +52,6 @@ def read_host_memory(path=MEMINFO_PATH):
     try:
         with open(path) as handle:
             text = handle.read()
-    except (IOError, OSError) as exc:
-        raise HostMemoryError("cannot read %s: %s" % (path, exc))
+    except OSError as exc:
+        raise HostMemoryError("cannot read %s: %s" % (path, exc)) from exc
     return host_memory_facts(text)

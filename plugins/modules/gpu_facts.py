@@ -2,9 +2,7 @@
 # Copyright: contributors to llmops.ragstack
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
+from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
@@ -13,17 +11,19 @@ short_description: Gather NVIDIA GPU, GPU process and host memory facts
 version_added: 0.1.0
 description:
   - Gathers what a GPU operator checks before and after launching models, as C(ansible_facts).
-  - Per GPU it reports index, name, UUID, memory total/used/free in MiB, utilization, temperature and
+  - >-
+    Per GPU it reports index, name, UUID, memory total/used/free in MiB, utilization, temperature and
     power draw/limit, and every compute process with its PID, GPU memory, name and command line read
     from C(/proc). A process titled C(Model: <uid>) (how Xinference names its model workers) gets that
     uid in RV(ansible_facts.gpu_devices[].processes[].model_uid).
   - Reads NVML through the C(nvidia-ml-py) library first. If that cannot load, it parses the CSV
     output of C(nvidia-smi --query-gpu) and C(nvidia-smi --query-compute-apps).
   - With no GPU at all it reports RV(ansible_facts.gpu_count=0) and the reason, unless O(required=true).
-  - Host memory comes from C(/proc/meminfo). Judge memory pressure by C(mem_available_mib): swap in
-    use is often a leftover of earlier pressure, not a sign of pressure now.
+  - Host memory comes from C(/proc/meminfo). Judge memory pressure by
+    RV(ansible_facts.host_memory.mem_available_mib); swap in use is often a leftover of earlier
+    pressure, not a sign of pressure now.
 author:
-  - llmops.ragstack developers
+  - llmops.ragstack developers (@llmops)
 options:
   required:
     description:
@@ -43,19 +43,28 @@ options:
     default: nvidia-smi
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
-    details: Only reads; runs the same in check mode.
+    details: The module only reads; it runs the same in check mode.
   diff_mode:
+    description: >-
+      Will return details on what has changed (or possibly needs changing in check_mode), when in
+      diff mode.
     support: none
   facts:
+    description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
     support: full
   idempotent:
+    description: >-
+      When run twice in a row outside check mode, with the same arguments, the second invocation
+      indicates no change.
     support: full
 requirements:
   - C(nvidia-ml-py) for the NVML backend (optional; C(nvidia-smi) is the fallback)
 notes:
   - Inside a container, C(nvidia-smi) lists host PIDs that are not in the container's C(/proc);
-    such processes have RV(ansible_facts.gpu_devices[].processes[].visible_in_proc=false) and only the name the driver reported.
+    such processes have RV(ansible_facts.gpu_devices[].processes[].visible_in_proc=false) and only
+    the name the driver reported.
 seealso:
   - name: NVML API reference
     description: The NVIDIA Management Library functions this module calls.
@@ -97,7 +106,8 @@ ansible_facts:
     gpu_unavailable_reason:
       description: Why no GPU was found (each backend's reason), or V(null) when GPUs were found.
       type: str
-      sample: "NVML: NVML could not be initialised: NVML Shared Library Not Found; nvidia-smi: not found in PATH"
+      sample: >-
+        NVML: NVML could not be initialised: NVML Shared Library Not Found; nvidia-smi: not found in PATH
     gpu_driver_version:
       description: NVIDIA driver version.
       type: str
@@ -167,7 +177,7 @@ ansible_facts:
               description: Whether the process is visible in this host's C(/proc).
               type: bool
             model_uid:
-              description: The Xinference model uid from a C(Model: <uid>) process title, else V(null).
+              description: "The Xinference model uid from a C(Model: <uid>) process title, else V(null)."
               type: str
               sample: bge-m3-0
     host_memory:
@@ -195,6 +205,7 @@ ansible_facts:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.llmops.ragstack.plugins.module_utils.gpu import (
     BACKENDS,
     BackendUnavailable,
@@ -209,8 +220,8 @@ from ansible_collections.llmops.ragstack.plugins.module_utils.host_memory import
 def load_nvml():
     try:
         import pynvml
-    except ImportError:
-        raise BackendUnavailable("the nvidia-ml-py library is not installed")
+    except ImportError as exc:
+        raise BackendUnavailable("the nvidia-ml-py library is not installed") from exc
     return pynvml
 
 
