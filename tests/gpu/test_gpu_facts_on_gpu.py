@@ -28,8 +28,8 @@ if not smi_works():
 
 
 def smi_column(field):
-    rc, out, _ = run(["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader,nounits"])
-    assert rc == 0
+    rc, out, err = run(["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader,nounits"])
+    assert rc == 0, err
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 

@@ -29,7 +29,7 @@ def two_runs(lab_image):
 
 
 def test_main_job_prints_each_hosts_gpu_and_memory_summary(two_runs):
-    first, _ = two_runs
+    first = two_runs[0]
     assert first.returncode == 0, report(first)
     summaries = re.findall(
         r'"msg": "(0 GPU\(s\) \(.*?\) \| MemAvailable \d+/\d+ MiB \([\d.]+ %\) \| swap used \d+ MiB .*?)"', first.stdout
