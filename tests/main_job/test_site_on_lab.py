@@ -1,4 +1,4 @@
-"""The README's main job: playbooks/site.yml against the lab inventory, twice."""
+"""The README's main job: playbooks/site.yml against the lab inventory, then again in check mode."""
 
 import re
 import subprocess
@@ -25,7 +25,7 @@ def two_runs(lab_image):
     if lab_hosts() != ["ragstack-lab-gpu-1", "ragstack-lab-gpu-2"]:
         pytest.fail(f"lab hosts are not running ({lab_hosts()}): run `make lab` first", pytrace=False)
     argv = ["ansible-playbook", "-i", "inventories/lab", "playbooks/site.yml"]
-    return run_tool(argv, ANSIBLE_NOCOLOR="1"), run_tool(argv, ANSIBLE_NOCOLOR="1")
+    return run_tool(argv, ANSIBLE_NOCOLOR="1"), run_tool([*argv, "--check"], ANSIBLE_NOCOLOR="1")
 
 
 def test_main_job_prints_each_hosts_gpu_and_memory_summary(two_runs):
@@ -37,7 +37,7 @@ def test_main_job_prints_each_hosts_gpu_and_memory_summary(two_runs):
     assert len(summaries) == 2, first.stdout
 
 
-def test_main_job_changes_nothing(two_runs):
+def test_main_job_and_its_check_mode_change_nothing(two_runs):
     for run in two_runs:
         assert run.returncode == 0, report(run)
         recap = re.findall(
