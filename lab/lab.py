@@ -32,7 +32,9 @@ LABEL = "io.llmops.ragstack.lab"
 RECIPE_LABEL = "io.llmops.ragstack.recipe"
 # Bumped when the way an image is built changes, so that every cached image is rebuilt.
 BUILD_FORMAT = 1
-HOST_PACKAGES = {"dockerd": "docker.io", "debootstrap": "debootstrap"}
+# Programs the lab and the tests run on this machine, and the Debian package of each. MariaDB runs
+# beside the tests (ragflow_token method: db) as a real server on loopback.
+HOST_PACKAGES = {"dockerd": "docker.io", "debootstrap": "debootstrap", "mariadbd": "mariadb-server"}
 DOCKERD_LOG = Path("/var/log/ragstack-lab-dockerd.log")
 DEBIAN_MIRROR = os.environ.get("LAB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
@@ -56,8 +58,13 @@ def must(argv: list[str], **kwargs) -> str:
     return proc.stdout
 
 
+def find_program(name: str) -> str | None:
+    """Like `which`, also looking in the sbin folders that a non-root PATH lacks."""
+    return shutil.which(name) or shutil.which(name, path="/usr/local/sbin:/usr/sbin:/sbin")
+
+
 def ensure_host_packages() -> None:
-    missing = sorted({pkg for binary, pkg in HOST_PACKAGES.items() if shutil.which(binary) is None})
+    missing = sorted({pkg for binary, pkg in HOST_PACKAGES.items() if find_program(binary) is None})
     if not missing:
         say("host packages present: " + ", ".join(sorted(HOST_PACKAGES.values())))
         return
@@ -74,7 +81,18 @@ def ensure_host_packages() -> None:
     say(f"installing {', '.join(missing)} with apt-get")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     must(["apt-get", "update", "-qq"], env=env)
-    must(["apt-get", "install", "-y", "-qq", *missing], env=env)
+    # The lab starts dockerd itself and the tests start their own MariaDB on a free port: keep the
+    # packages' init scripts from starting system-wide services that nothing would stop.
+    policy = Path("/usr/sbin/policy-rc.d")
+    added_policy = not policy.exists()
+    if added_policy:
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+    try:
+        must(["apt-get", "install", "-y", "-qq", *missing], env=env)
+    finally:
+        if added_policy:
+            policy.unlink()
 
 
 def docker_ready() -> bool:

@@ -1,0 +1,164 @@
+"""A fake RAGFlow API and a real MariaDB on 127.0.0.1 for the ragflow_token tests, and the module runner."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pymysql
+import pytest
+
+from .fake_ragflow import FakeRagflow
+from .ragflow_schema import RAGFLOW_TABLES
+
+REPO = Path(__file__).resolve().parents[3]
+MODULE = "ansible_collections.llmops.ragstack.plugins.modules.ragflow_token"
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+MARIADB_PROGRAMS = ("mariadb-install-db", "mariadbd")
+DB_USER = "ragflow_admin"
+DB_PASSWORD = "db-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ModuleRunner:
+    """Runs ragflow_token in a fresh Python the way Ansible's AnsiballZ does: arguments in a JSON file."""
+
+    def __init__(self, tmp_path: Path):
+        self.tmp_path = tmp_path
+        self.count = 0
+
+    def __call__(self, args: dict, check_mode: bool = False) -> dict:
+        self.count += 1
+        args_file = self.tmp_path / ("module-args-%d.json" % self.count)
+        args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check_mode}}))
+        env = {name: value for name, value in os.environ.items() if name.lower() not in PROXY_VARIABLES}
+        env["PYTHONPATH"] = str(REPO / ".collections")
+        process = subprocess.run(
+            [sys.executable, "-m", MODULE, str(args_file)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert "Traceback" not in process.stdout + process.stderr, process.stderr
+        return json.loads(process.stdout)
+
+
+@pytest.fixture
+def run_module(tmp_path) -> ModuleRunner:
+    return ModuleRunner(tmp_path)
+
+
+@pytest.fixture(params=["v0.27", "v0.24"])
+def fake_ragflow(request):
+    fake = FakeRagflow(request.param).start()
+    yield fake
+    fake.stop()
+
+
+class MariaDB:
+    """A throwaway mariadbd on 127.0.0.1 with its datadir and socket in `workdir`."""
+
+    def __init__(self, workdir: Path, programs: dict[str, str]):
+        self.workdir = workdir
+        self.datadir = workdir / "data"
+        self.socket = str(workdir / "mysqld.sock")
+        self.port = free_port()
+        user = getpass.getuser()
+        install = subprocess.run(
+            [
+                programs["mariadb-install-db"],
+                "--no-defaults",
+                "--datadir=%s" % self.datadir,
+                "--user=%s" % user,
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if install.returncode != 0:
+            raise RuntimeError("mariadb-install-db failed: %s" % (install.stdout + install.stderr)[-2000:])
+        self.log = workdir / "mariadbd.log"
+        self.process = subprocess.Popen(
+            [
+                programs["mariadbd"],
+                "--no-defaults",
+                "--datadir=%s" % self.datadir,
+                "--socket=%s" % self.socket,
+                "--pid-file=%s" % (workdir / "mariadbd.pid"),
+                "--log-error=%s" % self.log,
+                "--bind-address=127.0.0.1",
+                "--port=%d" % self.port,
+                "--user=%s" % user,
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=16M",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.wait_until_up()
+        with self.root() as connection, connection.cursor() as cursor:
+            cursor.execute("CREATE USER %s@'127.0.0.1' IDENTIFIED BY %s", (DB_USER, DB_PASSWORD))
+            cursor.execute("GRANT ALL ON *.* TO %s@'127.0.0.1'", (DB_USER,))
+
+    def root(self, database: str | None = None):
+        return pymysql.connect(unix_socket=self.socket, user="root", database=database, autocommit=True)
+
+    def wait_until_up(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("mariadbd exited: %s" % self.log.read_text()[-2000:])
+            try:
+                self.root().close()
+                return
+            except pymysql.err.OperationalError:
+                time.sleep(0.2)
+        raise RuntimeError("mariadbd did not answer within %d s: %s" % (timeout, self.log.read_text()[-2000:]))
+
+    def create_database(self, name: str, tables=RAGFLOW_TABLES) -> None:
+        with self.root() as connection, connection.cursor() as cursor:
+            cursor.execute("DROP DATABASE IF EXISTS `%s`" % name)
+            cursor.execute("CREATE DATABASE `%s` CHARACTER SET utf8mb4" % name)
+            cursor.execute("USE `%s`" % name)
+            for statement in tables:
+                cursor.execute(statement)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory):
+    # mariadbd lives in /usr/sbin, which a non-root user's PATH often lacks.
+    search_path = os.environ["PATH"] + os.pathsep + "/usr/sbin"
+    programs = {program: shutil.which(program, path=search_path) for program in MARIADB_PROGRAMS}
+    missing = [program for program, path in programs.items() if path is None]
+    if missing:
+        pytest.fail(
+            "%s not found: install MariaDB with `apt-get install -y mariadb-server`" % ", ".join(missing),
+            pytrace=False,
+        )
+    server = MariaDB(tmp_path_factory.mktemp("mariadb"), programs)
+    yield server
+    server.stop()

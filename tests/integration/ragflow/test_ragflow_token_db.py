@@ -1,0 +1,165 @@
+"""ragflow_token with method=db against a real MariaDB holding RAGFlow's tables."""
+
+import re
+import time
+from datetime import datetime, timedelta
+
+import pytest
+
+from .conftest import DB_PASSWORD, DB_USER, free_port
+from .ragflow_schema import RAGFLOW_TABLES
+
+pytestmark = pytest.mark.integration
+
+DATABASE = "rag_flow"
+EMAIL = "admin@example.com"
+USER_ID = "a1" * 16
+TENANT_ID = "b2" * 16
+TOKEN_FORMAT = re.compile(r"^ragflow-[A-Za-z0-9_-]{43}$")
+BETA_FORMAT = re.compile(r"^[A-Za-z0-9_-]{32}$")
+
+
+@pytest.fixture
+def ragflow_db(mariadb):
+    """RAGFlow's tables with one user who owns a tenant of another id (as for invited-then-owner users)."""
+    mariadb.create_database(DATABASE)
+    with mariadb.root(DATABASE) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO `user` (id, nickname, email, is_authenticated, is_active, is_anonymous)"
+            " VALUES (%s, 'admin', %s, '1', '1', '0')",
+            (USER_ID, EMAIL),
+        )
+        cursor.execute(
+            "INSERT INTO tenant (id, llm_id, embd_id, asr_id, img2txt_id, rerank_id, parser_ids)"
+            " VALUES (%s, '', '', '', '', '', '')",
+            (TENANT_ID,),
+        )
+        cursor.execute(
+            "INSERT INTO user_tenant (id, user_id, tenant_id, role, invited_by) VALUES"
+            " (%s, %s, %s, 'normal', %s), (%s, %s, %s, 'owner', %s)",
+            ("c3" * 16, USER_ID, "d4" * 16, USER_ID, "e5" * 16, USER_ID, TENANT_ID, USER_ID),
+        )
+    return mariadb
+
+
+def db_args(server, **overrides):
+    args = {
+        "method": "db",
+        "email": EMAIL,
+        "db_host": "127.0.0.1",
+        "db_port": server.port,
+        "db_user": DB_USER,
+        "db_password": DB_PASSWORD,
+    }
+    args.update(overrides)
+    return args
+
+
+def token_rows(server):
+    with server.root(DATABASE) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tenant_id, token, dialog_id, source, beta, create_time, create_date, update_time, update_date"
+            " FROM api_token ORDER BY create_time"
+        )
+        return cursor.fetchall()
+
+
+def test_creates_a_row_as_ragflow_does_then_leaves_it(ragflow_db, run_module):
+    predicted = run_module(db_args(ragflow_db), check_mode=True)
+    assert (predicted["changed"], predicted["token"], predicted["tenant_id"]) == (True, None, TENANT_ID)
+    assert token_rows(ragflow_db) == ()
+
+    before = time.time()
+    created = run_module(db_args(ragflow_db))
+    after = time.time()
+    assert created["changed"] is True
+    assert created["tenant_id"] == TENANT_ID
+    [row] = token_rows(ragflow_db)
+    tenant_id, token, dialog_id, source, beta, create_time, create_date, update_time, update_date = row
+    assert (tenant_id, token, dialog_id, source) == (TENANT_ID, created["token"], None, None)
+    assert TOKEN_FORMAT.match(token)
+    assert BETA_FORMAT.match(beta)
+    assert int(before * 1000) <= create_time <= int(after * 1000)
+    assert update_time == create_time
+    # RAGFlow writes local time to the second next to the epoch milliseconds.
+    assert isinstance(create_date, datetime)
+    assert create_date == update_date
+    assert abs(create_date - datetime.fromtimestamp(create_time / 1000)) < timedelta(seconds=1)
+
+    checked = run_module(db_args(ragflow_db), check_mode=True)
+    again = run_module(db_args(ragflow_db))
+    assert (checked["changed"], checked["token"]) == (False, token)
+    assert (again["changed"], again["token"]) == (False, token)
+    assert token_rows(ragflow_db) == (row,)
+
+
+def test_rotate_replaces_the_api_keys_and_keeps_embed_tokens(ragflow_db, run_module):
+    first = run_module(db_args(ragflow_db))["token"]
+    with ragflow_db.root(DATABASE) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO api_token (tenant_id, token, dialog_id, source, create_time)"
+            " VALUES (%s, 'ragflow-embed', %s, 'dialog', 1)",
+            (TENANT_ID, "f6" * 16),
+        )
+
+    rotated = run_module(db_args(ragflow_db, rotate=True))
+
+    assert (rotated["changed"], rotated["deleted_tokens"]) == (True, 1)
+    assert sorted(row[1] for row in token_rows(ragflow_db)) == sorted(["ragflow-embed", rotated["token"]])
+    assert rotated["token"] != first
+    settled = run_module(db_args(ragflow_db))
+    assert (settled["changed"], settled["token"]) == (False, rotated["token"])
+
+
+def test_unknown_email(ragflow_db, run_module):
+    result = run_module(db_args(ragflow_db, email="nobody@example.com"))
+
+    assert result["failed"] is True
+    assert result["msg"] == "no RAGFlow user with email nobody@example.com in database rag_flow"
+
+
+def test_wrong_database_password(ragflow_db, run_module):
+    result = run_module(db_args(ragflow_db, db_password="wrong"))
+
+    assert result["failed"] is True
+    assert result["msg"].startswith(
+        "database %s@127.0.0.1:%d/rag_flow refused db_user/db_password: " % (DB_USER, ragflow_db.port)
+    )
+
+
+def test_unreachable_database(run_module):
+    port = free_port()
+
+    result = run_module({"method": "db", "email": EMAIL, "db_port": port, "db_password": "x", "timeout": 5})
+
+    assert result["failed"] is True
+    assert result["msg"].startswith("database root@127.0.0.1:%d/rag_flow is not reachable: " % port)
+
+
+def test_missing_database(ragflow_db, run_module):
+    result = run_module(db_args(ragflow_db, db_name="no_such_db"))
+
+    assert result["msg"].startswith("database %s@127.0.0.1:%d/no_such_db does not exist" % (DB_USER, ragflow_db.port))
+
+
+def test_database_without_ragflow_tables(mariadb, run_module):
+    mariadb.create_database("other_app", tables=[RAGFLOW_TABLES[0]])
+
+    result = run_module(db_args(mariadb, db_name="other_app"))
+
+    assert result["msg"] == (
+        "database other_app is not a RAGFlow database with API tokens: "
+        "missing table other_app.user_tenant, table other_app.api_token"
+    )
+
+
+def test_api_token_table_without_beta_column(mariadb, run_module):
+    mariadb.create_database("old_ragflow")
+    with mariadb.root("old_ragflow") as connection, connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE api_token DROP COLUMN beta")
+
+    result = run_module(db_args(mariadb, db_name="old_ragflow"))
+
+    assert (
+        result["msg"] == "database old_ragflow is not a RAGFlow database with API tokens: missing column api_token.beta"
+    )
