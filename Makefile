@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup lab lab-down lab-status run test test-quick lint sanity unit molecule build clean
+.PHONY: setup lab lab-down lab-status run test test-quick lint sanity unit integration molecule build clean
 
 ## setup: create .venv from requirements.txt and link this checkout as the llmops.ragstack collection
 setup: $(VENV)/.installed $(COLLECTION_LINK)
@@ -36,14 +36,14 @@ lab-status: setup
 run: lab
 	ansible-playbook -i inventories/lab playbooks/site.yml
 
-## test: every test (lint, sanity, unit, molecule); test-quick: the ones that need no lab
+## test: every test; test-quick: lint and unit tests only (seconds, no servers, no lab)
 test: lab
 	pytest
 
 test-quick: setup
-	pytest -m "not lab"
+	pytest -m "unit or lint"
 
-lint sanity unit molecule: setup
+lint sanity unit integration molecule: setup
 	pytest -m $@
 
 ## build: the installable collection tarball
