@@ -1,0 +1,123 @@
+"""hf_mirror_download against a real mirror (olah serving a local git repo) and the real huggingface_hub."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from huggingface_hub import snapshot_download
+
+from .conftest import REPO, clean_environment
+from .repos import assert_matches, fixture_files, tree_snapshot
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def olah_repo(olah):
+    repo = olah.new_repo("acme/olah-model")
+    files = fixture_files(seed=7, small_count=20)
+    sha = repo.commit(files)
+    return olah, repo, files, sha
+
+
+def ansible_adhoc(args: dict, check: bool = False) -> dict:
+    """Run the module through `ansible localhost -m`, as an operator would, and return its result."""
+    command = [
+        str(REPO / ".venv" / "bin" / "ansible"),
+        "localhost",
+        "-c",
+        "local",
+        "-i",
+        "localhost,",
+        "-e",
+        "ansible_python_interpreter=%s" % (REPO / ".venv" / "bin" / "python"),
+        "-m",
+        "llmops.ragstack.hf_mirror_download",
+        "-a",
+        json.dumps(args),
+    ] + (["--check"] if check else [])
+    env = clean_environment(
+        {
+            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+            "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+        }
+    )
+    completed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=180, check=False)
+    try:
+        output = json.loads(completed.stdout)
+    except ValueError:
+        raise AssertionError("ansible printed no JSON: %s %s" % (completed.stdout, completed.stderr)) from None
+    return output["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
+
+def test_idempotence_quartet_through_ansible(olah_repo, tmp_path):
+    olah, _repo, files, sha = olah_repo
+    args = {"repo_id": "acme/olah-model", "endpoint": olah.url, "local_dir": str(tmp_path / "model")}
+
+    would = ansible_adhoc(args, check=True)
+    assert would["changed"] is True, json.dumps(would)
+    assert would["files_to_download"] == len(files)
+    assert not (tmp_path / "model").exists()
+
+    first = ansible_adhoc(args)
+    assert first["changed"] is True, json.dumps(first)
+    assert first["commit"] == sha
+    assert_matches(tmp_path / "model", files)
+
+    assert ansible_adhoc(args, check=True)["changed"] is False
+    again = ansible_adhoc(args)
+    assert again["changed"] is False
+    assert again["files_skipped"] == len(files)
+
+
+def test_huggingface_hub_sees_the_folder_as_up_to_date(olah_repo, run_module, tmp_path):
+    olah, _repo, files, _sha = olah_repo
+    local_dir = tmp_path / "model"
+    result = run_module({"repo_id": "acme/olah-model", "endpoint": olah.url, "local_dir": str(local_dir)})
+    assert result["changed"] is True, result
+    before = tree_snapshot(local_dir)
+
+    plan = snapshot_download("acme/olah-model", local_dir=local_dir, endpoint=olah.url, dry_run=True)
+    assert len(plan) == len(files)
+    assert [info.filename for info in plan if info.will_download] == []
+    snapshot_download("acme/olah-model", local_dir=local_dir, endpoint=olah.url)
+    assert tree_snapshot(local_dir) == before
+
+
+def test_folder_made_by_hf_download_is_accepted(olah_repo, run_module, tmp_path):
+    olah, _repo, files, _sha = olah_repo
+    local_dir = tmp_path / "by-hf"
+    snapshot_download("acme/olah-model", local_dir=local_dir, endpoint=olah.url)
+    before = tree_snapshot(local_dir)
+    result = run_module({"repo_id": "acme/olah-model", "endpoint": olah.url, "local_dir": str(local_dir)})
+    assert result["changed"] is False, result
+    assert {entry["reason"] for entry in result["files"]} == {"metadata"}
+    assert result["bytes_downloaded"] == 0
+    assert tree_snapshot(local_dir) == before
+    assert_matches(local_dir, files)
+
+
+def test_new_commit_on_the_mirror_is_picked_up(olah, run_module, tmp_path):
+    repo = olah.new_repo("acme/olah-evolving")
+    files = fixture_files(seed=11, small_count=5)
+    repo.commit(files)
+    args = {"repo_id": "acme/olah-evolving", "endpoint": olah.url, "local_dir": str(tmp_path / "model")}
+    assert run_module(args)["changed"] is True
+
+    updated = {name: content for name, content in files.items() if name != "onnx/model.onnx"}
+    updated["config.json"] = b'{"model_type": "bert", "hidden_size": 4096}\n'
+    updated["README.md"] = b"# evolving\n"
+    new_sha = repo.commit(updated, "update config")
+    result = run_module(args)
+    assert result["changed"] is True
+    assert result["commit"] == new_sha
+    assert sorted(entry["path"] for entry in result["files"] if entry["action"] == "download") == [
+        "README.md",
+        "config.json",
+    ]
+    # A file the new commit dropped stays on disk: the module only adds and replaces, like `hf download`.
+    assert (tmp_path / "model" / "onnx" / "model.onnx").exists()
+    assert run_module(args)["changed"] is False
