@@ -1,0 +1,247 @@
+#!/usr/bin/python
+# Copyright: contributors to llmops.ragstack
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: ragflow_provider
+short_description: Register Xinference models in RAGFlow and make them the tenant's defaults
+version_added: 0.1.0
+description:
+  - Logs into RAGFlow as the user O(email), as the web UI does, and ensures that the user's tenant
+    has the Xinference models O(models), served at O(provider_url), and (with O(set_defaults)) uses
+    the first model of each type as its default chat, embedding and rerank model.
+  - With RAGFlow v0.27 (C(/api/v1)) the models are an instance O(instance_name) of the provider
+    C(Xinference) that holds exactly O(models); an instance with another base URL, API key or set
+    of models is updated. Defaults are set through C(PATCH /api/v1/models/default).
+  - With RAGFlow v0.24 and older (C(/v1)) each model is a C(Xinference) model of the tenant
+    (C(/v1/llm/add_llm)), re-added when its base URL or O(models[].max_tokens) differ, and the
+    defaults are the tenant's C(llm_id), C(embd_id) and C(rerank_id) (C(/v1/user/set_tenant_info)).
+  - Which generation a server speaks is read from where C(/system/healthz) answers.
+  - RAGFlow test-calls every model before it saves it, so Xinference must serve the models at
+    O(provider_url) as seen from the RAGFlow container.
+author:
+  - llmops.ragstack developers (@llmops)
+options:
+  base_url:
+    description:
+      - RAGFlow's web address, the one the browser opens, for example V(http://ragflow.example:80).
+    type: str
+    required: true
+  email:
+    description:
+      - Email of the RAGFlow user whose own tenant gets the models.
+    type: str
+    required: true
+  password:
+    description:
+      - The user's RAGFlow password, in plain text. It is sent RSA-encrypted with O(public_key).
+    type: str
+    required: true
+  public_key:
+    description:
+      - RSA public key that RAGFlow decrypts login passwords with, as PEM text or the path of a PEM
+        file on the managed host.
+      - When not set, the key RAGFlow ships in C(conf/public.pem) is used.
+    type: str
+  validate_certs:
+    description:
+      - Verify the TLS certificate of an V(https) O(base_url).
+    type: bool
+    default: true
+  timeout:
+    description:
+      - Seconds to wait for RAGFlow to answer one request, test calls of the models included.
+    type: int
+    default: 60
+  provider_url:
+    description:
+      - Xinference's base URL as the RAGFlow container reaches it, without C(/v1), for example
+        V(http://xinference:9997) (the service name on a Docker network RAGFlow shares) or
+        V(http://host.docker.internal:9997).
+      - A loopback address (C(127.0.0.1), C(localhost), C(::1)) is refused, because inside the
+        RAGFlow container it is the container itself.
+    type: str
+    required: true
+  provider_api_key:
+    description:
+      - API key RAGFlow sends to Xinference; Xinference without authentication ignores it.
+      - RAGFlow v0.24 does not show stored keys, so a changed key is sent there only when a model
+        is re-added for another reason.
+    type: str
+  instance_name:
+    description:
+      - Name of the provider instance that holds the models, with RAGFlow v0.27. RAGFlow reserves
+        V(default).
+    type: str
+    default: xinference
+  models:
+    description:
+      - The models Xinference serves, by the model UID Xinference knows them by.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description:
+          - Model UID in Xinference, for example V(bge-m3).
+        type: str
+        required: true
+      type:
+        description:
+          - What RAGFlow uses the model for.
+        type: str
+        required: true
+        choices: [chat, embedding, rerank]
+      max_tokens:
+        description:
+          - Context length RAGFlow assumes for the model.
+        type: int
+        default: 8192
+  set_defaults:
+    description:
+      - Make the first model of each type in O(models) the tenant's default model of that type.
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details: In check mode nothing is written; the module still logs in, which RAGFlow records as the user's last login.
+  diff_mode:
+    description: >-
+      Will return details on what has changed (or possibly needs changing in check_mode), when in
+      diff mode.
+    support: none
+  idempotent:
+    description: >-
+      When run twice in a row outside check mode, with the same arguments, the second invocation
+      indicates no change.
+    support: full
+requirements:
+  - C(cryptography) on the host the module runs on
+seealso:
+  - module: llmops.ragstack.ragflow_token
+"""
+
+EXAMPLES = r"""
+- name: Register the Xinference models in RAGFlow and make them the defaults
+  llmops.ragstack.ragflow_provider:
+    base_url: http://127.0.0.1:80
+    email: admin@example.com
+    password: "{{ ragflow_admin_password }}"
+    provider_url: http://xinference:9997
+    models:
+      - name: qwen2.5-instruct
+        type: chat
+        max_tokens: 32768
+      - name: bge-m3
+        type: embedding
+      - name: bge-reranker-v2-m3
+        type: rerank
+"""
+
+RETURN = r"""
+changes:
+  description: What was changed (or would be, in check mode), one line each; empty when nothing was.
+  returned: success
+  type: list
+  elements: str
+  sample:
+    - "create instance xinference of Xinference at http://xinference:9997 with bge-m3 (embedding)"
+    - "set default embedding model to bge-m3"
+defaults:
+  description: Model type -> name of the model that is (or, in check mode, would be) the tenant's default.
+  returned: success
+  type: dict
+  sample: {"chat": "qwen2.5-instruct", "embedding": "bge-m3", "rerank": "bge-reranker-v2-m3"}
+api_generation:
+  description: Which RAGFlow API layout answered, V(v0.27) (C(/api/v1)) or V(v0.24) (C(/v1)).
+  returned: success
+  type: str
+  sample: v0.27
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow import RagflowError
+from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow_api import encrypt_password, load_public_key
+from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow_provider import (
+    RagflowProviders,
+    Registration,
+    check_provider_url,
+)
+
+
+def import_cryptography(module):
+    try:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import padding
+    except ImportError:
+        module.fail_json(msg=missing_required_lib("cryptography"), exception=traceback.format_exc())
+    return serialization, padding
+
+
+def register(module):
+    params = module.params
+    # Refused before anything is sent: RAGFlow would only fail later, in its test call of the model.
+    check_provider_url(params["provider_url"])
+    serialization, padding = import_cryptography(module)
+    encrypted = encrypt_password(params["password"], load_public_key(params["public_key"]), serialization, padding)
+    api = RagflowProviders(params["base_url"], params["timeout"], params["validate_certs"])
+    generation = api.detect()
+    api.login(params["email"], encrypted)
+    registration = Registration(
+        api,
+        provider_url=params["provider_url"],
+        api_key=params["provider_api_key"],
+        instance_name=params["instance_name"],
+        models=params["models"],
+        set_defaults=params["set_defaults"],
+        check_mode=module.check_mode,
+    )
+    result = registration.ensure()
+    result["api_generation"] = generation
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            base_url=dict(type="str", required=True),
+            email=dict(type="str", required=True),
+            password=dict(type="str", required=True, no_log=True),
+            public_key=dict(type="str"),
+            validate_certs=dict(type="bool", default=True),
+            timeout=dict(type="int", default=60),
+            provider_url=dict(type="str", required=True),
+            provider_api_key=dict(type="str", no_log=True),
+            instance_name=dict(type="str", default="xinference"),
+            models=dict(
+                type="list",
+                elements="dict",
+                required=True,
+                options=dict(
+                    name=dict(type="str", required=True),
+                    type=dict(type="str", required=True, choices=["chat", "embedding", "rerank"]),
+                    # Not a secret: a context length (the sanity test flags names with "token").
+                    max_tokens=dict(type="int", default=8192, no_log=False),
+                ),
+            ),
+            set_defaults=dict(type="bool", default=True),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        result = register(module)
+    except RagflowError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
