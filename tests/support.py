@@ -1,7 +1,10 @@
 """Helpers shared by the test packages: paths and running the venv's tools the way a user does."""
 
+import json
 import os
+import socket
 import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -22,3 +25,59 @@ def run_tool(argv, cwd=REPO, **env_overrides):
 def report(proc):
     """What a failed assertion on a finished command should show."""
     return f"rc={proc.returncode}\n--- stdout\n{proc.stdout[-20000:]}\n--- stderr\n{proc.stderr[-5000:]}"
+
+
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def module_environment(extra=None):
+    """This process's environment without proxy variables (tests set their own), able to import the
+    collection from the checkout, plus `extra`."""
+    env = {name: value for name, value in os.environ.items() if name.lower() not in PROXY_VARIABLES}
+    env["PYTHONPATH"] = str(REPO / ".collections")
+    env.update(extra or {})
+    return env
+
+
+class ModuleRunner:
+    """Runs one of the collection's modules in a fresh Python the way Ansible's AnsiballZ does: its
+    arguments in a JSON file. A call returns the module's JSON result; a traceback fails the test."""
+
+    def __init__(self, module, tmp_path):
+        self.module = "ansible_collections.llmops.ragstack.plugins.modules." + module
+        self.tmp_path = tmp_path
+        self.count = 0
+
+    def _args_file(self, args, check_mode):
+        self.count += 1
+        path = self.tmp_path / ("%s-args-%d.json" % (self.module.rsplit(".", 1)[1], self.count))
+        path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check_mode}}))
+        return path
+
+    def start(self, args, check_mode=False, env=None):
+        """The module as a running process, for tests that interrupt it."""
+        return subprocess.Popen(
+            [sys.executable, "-m", self.module, str(self._args_file(args, check_mode))],
+            env=module_environment(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def __call__(self, args, check_mode=False, env=None):
+        process = self.start(args, check_mode, env)
+        stdout, stderr = process.communicate(timeout=180)
+        assert "Traceback" not in stdout + stderr, stderr
+        try:
+            return json.loads(stdout)
+        except ValueError:
+            raise AssertionError(
+                "module printed no JSON (rc %d): %s %s" % (process.returncode, stdout, stderr)
+            ) from None

@@ -14,11 +14,21 @@ from __future__ import annotations
 import base64
 import json
 import os
+import traceback
 from urllib.error import HTTPError
 
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow import RagflowError
+
+try:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+except ImportError:
+    # Modules report it with missing_required_lib() before they log in.
+    CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
+else:
+    CRYPTOGRAPHY_IMPORT_ERROR = None
 
 CODE_SUCCESS = 0
 CODE_AUTHENTICATION_ERROR = 109
@@ -67,12 +77,8 @@ def load_public_key(public_key):
         raise RagflowError("cannot read public_key file %s: %s" % (public_key, exc.strerror)) from exc
 
 
-def encrypt_password(password, public_key_pem, serialization, padding):
-    """What RAGFlow's frontend sends: base64(RSA-PKCS#1 v1.5(base64(password))).
-
-    `serialization` and `padding` are the cryptography modules of those names, passed in so that
-    the caller decides how a missing library is reported.
-    """
+def encrypt_password(password, public_key_pem):
+    """What RAGFlow's frontend sends: base64(RSA-PKCS#1 v1.5(base64(password)))."""
     try:
         key = serialization.load_pem_public_key(public_key_pem.encode("ascii"))
     except ValueError as exc:
@@ -160,6 +166,12 @@ class RagflowApi:
             "no RAGFlow health check at %s (tried %s): is base_url the RAGFlow web address?"
             % (self.base_url, " and ".join(layout["healthz"] for layout in API_LAYOUTS.values()))
         )
+
+    def sign_in(self, email, password, public_key):
+        """Detect the API generation, then log in as the web UI does; returns the generation."""
+        generation = self.detect()
+        self.login(email, encrypt_password(password, load_public_key(public_key)))
+        return generation
 
     def login(self, email, encrypted_password):
         status, headers, envelope = self._request(

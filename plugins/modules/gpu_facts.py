@@ -43,22 +43,17 @@ options:
     default: nvidia-smi
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: The module only reads; it runs the same in check mode.
   diff_mode:
-    description: >-
-      Will return details on what has changed (or possibly needs changing in check_mode), when in
-      diff mode.
     support: none
   facts:
-    description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
     support: full
   idempotent:
-    description: >-
-      When run twice in a row outside check mode, with the same arguments, the second invocation
-      indicates no change.
     support: full
+extends_documentation_fragment:
+  - llmops.ragstack.attributes
+  - llmops.ragstack.attributes.facts
 requirements:
   - C(nvidia-ml-py) for the NVML backend (optional; C(nvidia-smi) is the fallback)
 notes:

@@ -115,20 +115,15 @@ options:
     type: path
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Resolves the commit and lists what would be downloaded and how many bytes, writing nothing.
   diff_mode:
-    description: >-
-      Will return details on what has changed (or possibly needs changing in check_mode), when in
-      diff mode.
     support: none
   idempotent:
-    description: >-
-      When run twice in a row outside check mode, with the same arguments, the second invocation
-      indicates no change.
     support: full
     details: Reports C(changed) only when file content was written.
+extends_documentation_fragment:
+  - llmops.ragstack.attributes
 requirements:
   - C(requests) on the managed host
 notes:

@@ -40,17 +40,6 @@ options:
       - The user's RAGFlow password, in plain text. It is sent RSA-encrypted with O(public_key).
     type: str
     required: true
-  public_key:
-    description:
-      - RSA public key that RAGFlow decrypts login passwords with, as PEM text or the path of a PEM
-        file on the managed host.
-      - When not set, the key RAGFlow ships in C(conf/public.pem) is used.
-    type: str
-  validate_certs:
-    description:
-      - Verify the TLS certificate of an V(https) O(base_url).
-    type: bool
-    default: true
   timeout:
     description:
       - Seconds to wait for RAGFlow to answer one request, test calls of the models included.
@@ -107,21 +96,15 @@ options:
     default: true
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: In check mode nothing is written; the module still logs in, which RAGFlow records as the user's last login.
   diff_mode:
-    description: >-
-      Will return details on what has changed (or possibly needs changing in check_mode), when in
-      diff mode.
     support: none
   idempotent:
-    description: >-
-      When run twice in a row outside check mode, with the same arguments, the second invocation
-      indicates no change.
     support: full
-requirements:
-  - C(cryptography) on the host the module runs on
+extends_documentation_fragment:
+  - llmops.ragstack.attributes
+  - llmops.ragstack.ragflow
 seealso:
   - module: llmops.ragstack.ragflow_token
 """
@@ -164,12 +147,11 @@ api_generation:
   sample: v0.27
 """
 
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow import RagflowError
-from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow_api import encrypt_password, load_public_key
+from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow_api import CRYPTOGRAPHY_IMPORT_ERROR
 from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow_provider import (
     RagflowProviders,
     Registration,
@@ -177,24 +159,14 @@ from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow_provider i
 )
 
 
-def import_cryptography(module):
-    try:
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import padding
-    except ImportError:
-        module.fail_json(msg=missing_required_lib("cryptography"), exception=traceback.format_exc())
-    return serialization, padding
-
-
 def register(module):
     params = module.params
     # Refused before anything is sent: RAGFlow would only fail later, in its test call of the model.
     check_provider_url(params["provider_url"])
-    serialization, padding = import_cryptography(module)
-    encrypted = encrypt_password(params["password"], load_public_key(params["public_key"]), serialization, padding)
+    if CRYPTOGRAPHY_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("cryptography"), exception=CRYPTOGRAPHY_IMPORT_ERROR)
     api = RagflowProviders(params["base_url"], params["timeout"], params["validate_certs"])
-    generation = api.detect()
-    api.login(params["email"], encrypted)
+    generation = api.sign_in(params["email"], params["password"], params["public_key"])
     registration = Registration(
         api,
         provider_url=params["provider_url"],

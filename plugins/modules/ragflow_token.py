@@ -54,18 +54,6 @@ options:
       - The user's RAGFlow password, in plain text. It is sent RSA-encrypted with O(public_key).
       - Required with O(method=api).
     type: str
-  public_key:
-    description:
-      - RSA public key that RAGFlow decrypts login passwords with, as PEM text or the path of a PEM
-        file on the managed host.
-      - When not set, the key RAGFlow ships in C(conf/public.pem) (and embeds in its web frontend)
-        is used. Set it only if the deployment replaced C(conf/public.pem) and C(conf/private.pem).
-    type: str
-  validate_certs:
-    description:
-      - Verify the TLS certificate of an V(https) O(base_url).
-    type: bool
-    default: true
   timeout:
     description:
       - Seconds to wait for RAGFlow or the database to answer.
@@ -98,25 +86,20 @@ options:
     default: rag_flow
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: >-
       In check mode nothing is written; RV(token) is the existing key when one would be returned
       unchanged, else V(null). O(method=api) still logs in, which RAGFlow records as the user's last
       login time.
   diff_mode:
-    description: >-
-      Will return details on what has changed (or possibly needs changing in check_mode), when in
-      diff mode.
     support: none
   idempotent:
-    description: >-
-      When run twice in a row outside check mode, with the same arguments, the second invocation
-      indicates no change.
     support: partial
     details: Idempotent unless O(rotate=true), which replaces the key on every run.
+extends_documentation_fragment:
+  - llmops.ragstack.attributes
+  - llmops.ragstack.ragflow
 requirements:
-  - C(cryptography) on the host the module runs on, for O(method=api)
   - C(PyMySQL) on the host the module runs on, for O(method=db)
 notes:
   - >-
@@ -190,21 +173,8 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow import RagflowError, ensure_token
-from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow_api import (
-    RagflowApi,
-    encrypt_password,
-    load_public_key,
-)
+from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow_api import CRYPTOGRAPHY_IMPORT_ERROR, RagflowApi
 from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow_db import RagflowDatabase, connect
-
-
-def import_cryptography(module):
-    try:
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import padding
-    except ImportError:
-        module.fail_json(msg=missing_required_lib("cryptography"), exception=traceback.format_exc())
-    return serialization, padding
 
 
 def import_pymysql(module):
@@ -217,11 +187,10 @@ def import_pymysql(module):
 
 def token_through_api(module):
     params = module.params
-    serialization, padding = import_cryptography(module)
-    encrypted = encrypt_password(params["password"], load_public_key(params["public_key"]), serialization, padding)
+    if CRYPTOGRAPHY_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("cryptography"), exception=CRYPTOGRAPHY_IMPORT_ERROR)
     api = RagflowApi(params["base_url"], params["timeout"], params["validate_certs"])
-    generation = api.detect()
-    api.login(params["email"], encrypted)
+    generation = api.sign_in(params["email"], params["password"], params["public_key"])
     result = ensure_token(api, params["rotate"], module.check_mode)
     result.update(tenant_id=api.tenant_id, api_generation=generation)
     return result

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,64 +10,14 @@ from pathlib import Path
 import pytest
 import requests
 
+from ...support import ModuleRunner, free_port, module_environment
 from .fake_hub import FakeHub
 from .repos import GitMirrorRepo
-
-REPO = Path(__file__).resolve().parents[3]
-MODULE = "ansible_collections.llmops.ragstack.plugins.modules.hf_mirror_download"
-PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-
-
-def clean_environment(extra=None):
-    """This process's environment without proxy variables (the tests set their own), plus `extra`."""
-    env = {name: value for name, value in os.environ.items() if name.lower() not in PROXY_VARIABLES}
-    env["PYTHONPATH"] = str(REPO / ".collections")
-    env.update(extra or {})
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class ModuleRunner:
-    """Runs the module file in a fresh Python the way Ansible's AnsiballZ does: arguments in a JSON file."""
-
-    def __init__(self, tmp_path: Path):
-        self.tmp_path = tmp_path
-        self.count = 0
-
-    def args_file(self, args: dict, check_mode: bool) -> Path:
-        self.count += 1
-        path = self.tmp_path / ("module-args-%d.json" % self.count)
-        path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check_mode}}))
-        return path
-
-    def start(self, args: dict, check_mode: bool = False, env: dict | None = None) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, "-m", MODULE, str(self.args_file(args, check_mode))],
-            env=clean_environment(env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def __call__(self, args: dict, check_mode: bool = False, env: dict | None = None) -> dict:
-        process = self.start(args, check_mode, env)
-        stdout, stderr = process.communicate(timeout=120)
-        try:
-            return json.loads(stdout)
-        except ValueError:
-            raise AssertionError(
-                "module printed no JSON (rc %d): %s %s" % (process.returncode, stdout, stderr)
-            ) from None
 
 
 @pytest.fixture
 def run_module(tmp_path) -> ModuleRunner:
-    return ModuleRunner(tmp_path)
+    return ModuleRunner("hf_mirror_download", tmp_path)
 
 
 @pytest.fixture
@@ -99,7 +46,7 @@ class OlahMirror:
             cwd=workdir,
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            env=clean_environment(),
+            env=module_environment(),
         )
         self.wait_until_up()
 

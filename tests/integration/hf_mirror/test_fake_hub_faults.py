@@ -14,7 +14,7 @@ from ansible_collections.llmops.ragstack.plugins.module_utils import hf_transfer
 from ansible_collections.llmops.ragstack.plugins.module_utils.hf_errors import DiskFull
 from ansible_collections.llmops.ragstack.plugins.module_utils.hf_mirror import MirrorClient, download_repo
 
-from .conftest import free_port
+from ...support import free_port
 from .intercepting_proxy import InterceptingProxy
 from .repos import BIG_FILE, BIG_SIZE, assert_matches, fixture_files, tree_snapshot
 
@@ -130,8 +130,9 @@ def test_server_ignoring_range_gets_one_whole_file_download(hub_repo, run_module
     assert result["changed"] is True, result
     assert (local_dir / BIG_FILE).read_bytes() == files[BIG_FILE]
     gets = [path for method, path in hub.requests if method == "GET" and path.endswith(BIG_FILE)]
-    # Three ranged parts were tried; the retry as one part fetched the file once more, whole.
-    assert len(gets) == 4
+    # Up to three ranged parts start in parallel (how many before the first answer shows that Range
+    # is ignored varies), then one retry as a single part fetches the file whole.
+    assert 2 <= len(gets) <= 4
     assert result["bytes_downloaded"] == BIG_SIZE
 
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from .conftest import REPO, clean_environment
+from ...support import REPO, module_environment
 from .repos import assert_matches, fixture_files
 
 pytestmark = pytest.mark.integration
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 def run_playbook(playbook, check=False):
     command = [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", str(playbook)]
-    env = clean_environment({"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"})
+    env = module_environment({"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"})
     completed = subprocess.run(
         [*command, *(["--check"] if check else [])],
         cwd=REPO,

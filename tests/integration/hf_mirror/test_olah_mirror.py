@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from huggingface_hub import snapshot_download
 
-from .conftest import REPO, clean_environment
+from ...support import REPO, module_environment
 from .repos import assert_matches, fixture_files, tree_snapshot
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,7 @@ def ansible_adhoc(args: dict, check: bool = False) -> dict:
         "-a",
         json.dumps(args),
     ] + (["--check"] if check else [])
-    env = clean_environment(
+    env = module_environment(
         {
             "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
             "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",

@@ -3,63 +3,27 @@
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pymysql
 import pytest
 
+from ...support import ModuleRunner, free_port
 from .fake_ragflow import FakeRagflow
 from .ragflow_schema import RAGFLOW_TABLES
 
-REPO = Path(__file__).resolve().parents[3]
-MODULE = "ansible_collections.llmops.ragstack.plugins.modules.ragflow_token"
-PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 MARIADB_PROGRAMS = ("mariadb-install-db", "mariadbd")
 DB_USER = "ragflow_admin"
 DB_PASSWORD = "db-secret"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class ModuleRunner:
-    """Runs ragflow_token in a fresh Python the way Ansible's AnsiballZ does: arguments in a JSON file."""
-
-    def __init__(self, tmp_path: Path):
-        self.tmp_path = tmp_path
-        self.count = 0
-
-    def __call__(self, args: dict, check_mode: bool = False) -> dict:
-        self.count += 1
-        args_file = self.tmp_path / ("module-args-%d.json" % self.count)
-        args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check_mode}}))
-        env = {name: value for name, value in os.environ.items() if name.lower() not in PROXY_VARIABLES}
-        env["PYTHONPATH"] = str(REPO / ".collections")
-        process = subprocess.run(
-            [sys.executable, "-m", MODULE, str(args_file)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert "Traceback" not in process.stdout + process.stderr, process.stderr
-        return json.loads(process.stdout)
-
-
 @pytest.fixture
 def run_module(tmp_path) -> ModuleRunner:
-    return ModuleRunner(tmp_path)
+    return ModuleRunner("ragflow_token", tmp_path)
 
 
 @pytest.fixture(params=["v0.27", "v0.24"])

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from .conftest import free_port
+from ...support import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from .conftest import DB_PASSWORD, DB_USER, free_port
+from ...support import free_port
+from .conftest import DB_PASSWORD, DB_USER
 from .ragflow_schema import RAGFLOW_TABLES
 
 pytestmark = pytest.mark.integration

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ..ragflow.conftest import free_port
+from ...support import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ...support import REPO, report, run_tool
-from ..ragflow.conftest import free_port
+from ...support import REPO, free_port, report, run_tool
 
 pytestmark = pytest.mark.lab
 

@@ -163,7 +163,7 @@ def test_password_is_encrypted_the_way_ragflow_decrypts_it():
         .decode()
     )
 
-    sent = encrypt_password("pässword", pem, serialization, padding)
+    sent = encrypt_password("pässword", pem)
 
     decrypted = private_key.decrypt(base64.b64decode(sent), padding.PKCS1v15())
     assert base64.b64decode(decrypted).decode() == "pässword"
@@ -176,8 +176,8 @@ def test_public_key_from_text_file_or_ragflows_default(tmp_path):
     assert load_public_key(None) == RAGFLOW_PUBLIC_KEY
     assert load_public_key(str(key_file)) == RAGFLOW_PUBLIC_KEY
     assert load_public_key(RAGFLOW_PUBLIC_KEY) == RAGFLOW_PUBLIC_KEY
-    assert encrypt_password("x", RAGFLOW_PUBLIC_KEY, serialization, padding)
+    assert encrypt_password("x", RAGFLOW_PUBLIC_KEY)
     with pytest.raises(RagflowError, match=r"cannot read public_key file /nonexistent\.pem: No such file"):
         load_public_key("/nonexistent.pem")
     with pytest.raises(RagflowError, match="public_key is not a PEM RSA public key"):
-        encrypt_password("x", "-----BEGIN PUBLIC KEY-----\nbroken\n-----END PUBLIC KEY-----\n", serialization, padding)
+        encrypt_password("x", "-----BEGIN PUBLIC KEY-----\nbroken\n-----END PUBLIC KEY-----\n")

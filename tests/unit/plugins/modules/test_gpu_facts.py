@@ -1,13 +1,10 @@
 """The gpu_facts module run as Ansible runs it: a separate Python process given its arguments as JSON."""
 
-import json
-import os
-import subprocess
 import sys
 
 import pytest
 
-from ....support import REPO
+from ....support import REPO, ModuleRunner
 
 pytestmark = pytest.mark.unit
 
@@ -18,23 +15,13 @@ def run_module(tmp_path, args, scenario=None):
     """Run gpu_facts with `args`; with a scenario, a fake nvidia-smi replaying it is first in PATH."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    env = dict(os.environ, PYTHONPATH=str(REPO / ".collections"), PATH=f"{bin_dir}:/usr/bin:/bin")
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
     if scenario:
         wrapper = bin_dir / "nvidia-smi"
         wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} {FAKE_SMI} "$@"\n')
         wrapper.chmod(0o755)
         env["FAKE_NVIDIA_SMI_SCENARIO"] = scenario
-    args_file = tmp_path / "args.json"
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    proc = subprocess.run(
-        [sys.executable, "-m", "ansible_collections.llmops.ragstack.plugins.modules.gpu_facts", str(args_file)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    assert "Traceback" not in proc.stderr + proc.stdout
-    return json.loads(proc.stdout)
+    return ModuleRunner("gpu_facts", tmp_path)(args, env=env)
 
 
 def test_host_without_gpu_reports_zero_and_why(tmp_path):
