@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup lab lab-down lab-status run test test-quick lint sanity unit integration molecule build clean
+.PHONY: setup lab lab-down lab-status xinference-venv run test test-quick lint sanity unit integration molecule build clean
 
 ## setup: create .venv from requirements.txt and link this checkout as the llmops.ragstack collection
 setup: $(VENV)/.installed $(COLLECTION_LINK)
@@ -32,18 +32,25 @@ lab-down: setup
 lab-status: setup
 	$(PYTHON) lab/lab.py status
 
+## xinference-venv: the real Xinference server (CPU) the integration tests start, in a venv of its own
+xinference-venv:
+	python3 lab/xinference/setup_venv.py
+
 ## run: the main job on the local lab
 run: lab
 	ansible-playbook -i inventories/lab playbooks/site.yml
 
 ## test: every test; test-quick: lint and unit tests only (seconds, no servers, no lab)
-test: lab
+test: lab xinference-venv
 	pytest
 
 test-quick: setup
 	pytest -m "unit or lint"
 
-lint sanity unit integration molecule: setup
+lint sanity unit molecule: setup
+	pytest -m $@
+
+integration: setup xinference-venv
 	pytest -m $@
 
 ## build: the installable collection tarball

@@ -81,3 +81,29 @@ class ModuleRunner:
             raise AssertionError(
                 "module printed no JSON (rc %d): %s %s" % (process.returncode, stdout, stderr)
             ) from None
+
+
+def ansible_adhoc(module, args, *flags):
+    """Run one of the collection's modules through `ansible localhost -m`, as an operator would, and
+    return its result as the json callback reports it. Proxy variables are dropped: the modules
+    under test talk to servers on 127.0.0.1. A crash (traceback, raw module output) fails the test."""
+    env = module_environment(
+        {
+            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+            "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+            "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+        }
+    )
+    argv = [
+        "ansible", "localhost", "-c", "local", "-i", "localhost,",
+        "-e", "ansible_python_interpreter=%s" % (VENV_BIN / "python"),
+        "-m", "llmops.ragstack." + module, "-a", json.dumps(args), *flags,
+    ]  # fmt: skip
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
+    try:
+        result = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    except (ValueError, KeyError, IndexError):
+        raise AssertionError("no module result in the output of ansible:\n" + report(proc)) from None
+    assert "Traceback" not in str(result.get("exception", "")) and "module_stderr" not in result, report(proc)
+    return result

@@ -12,14 +12,11 @@ public key and gets a session back in the Authorization response header.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import traceback
-from urllib.error import HTTPError
-
-from ansible.module_utils.urls import open_url
 
 from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow import RagflowError
+from ansible_collections.llmops.ragstack.plugins.module_utils.rest import Unreachable, json_request, parse_json
 
 try:
     from cryptography.hazmat.primitives import serialization
@@ -116,32 +113,14 @@ class RagflowApi:
 
     def _request(self, method, path, body=None):
         """(status, headers, parsed JSON or None) for any HTTP status; RagflowError when unreachable."""
-        url = self.base_url + path
-        headers = {"Content-Type": "application/json"}
-        if self.session:
-            headers["Authorization"] = self.session
-        data = json.dumps(body).encode("utf-8") if body is not None else None
+        headers = {"Authorization": self.session} if self.session else {}
         try:
-            response = open_url(
-                url,
-                data=data,
-                method=method,
-                headers=headers,
-                timeout=self.timeout,
-                validate_certs=self.validate_certs,
+            status, response_headers, raw = json_request(
+                self.base_url + path, method, body, headers, timeout=self.timeout, validate_certs=self.validate_certs
             )
-        except HTTPError as exc:
-            response = exc
-        # URLError (refused, DNS, TLS) is an OSError; ValueError is a base_url urllib cannot parse.
-        except (OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise RagflowError("RAGFlow is not reachable at %s: %s" % (self.base_url, reason)) from exc
-        raw = response.read()
-        try:
-            payload = json.loads(raw.decode("utf-8")) if raw else None
-        except ValueError:
-            payload = None
-        return response.getcode(), response.headers, payload
+        except Unreachable as exc:
+            raise RagflowError("RAGFlow is not reachable at %s: %s" % (self.base_url, exc.reason)) from exc
+        return status, response_headers, parse_json(raw)
 
     def detect(self):
         """Pick the URL layout from where /system/healthz answers, and insist the database is up."""

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 from huggingface_hub import snapshot_download
 
-from ...support import REPO, module_environment
+from ...support import ansible_adhoc
 from .repos import assert_matches, fixture_files, tree_snapshot
 
 pytestmark = pytest.mark.integration
@@ -22,53 +21,26 @@ def olah_repo(olah):
     return olah, repo, files, sha
 
 
-def ansible_adhoc(args: dict, check: bool = False) -> dict:
-    """Run the module through `ansible localhost -m`, as an operator would, and return its result."""
-    command = [
-        str(REPO / ".venv" / "bin" / "ansible"),
-        "localhost",
-        "-c",
-        "local",
-        "-i",
-        "localhost,",
-        "-e",
-        "ansible_python_interpreter=%s" % (REPO / ".venv" / "bin" / "python"),
-        "-m",
-        "llmops.ragstack.hf_mirror_download",
-        "-a",
-        json.dumps(args),
-    ] + (["--check"] if check else [])
-    env = module_environment(
-        {
-            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-            "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
-            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-        }
-    )
-    completed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=180, check=False)
-    try:
-        output = json.loads(completed.stdout)
-    except ValueError:
-        raise AssertionError("ansible printed no JSON: %s %s" % (completed.stdout, completed.stderr)) from None
-    return output["plays"][0]["tasks"][0]["hosts"]["localhost"]
+def run_through_ansible(args: dict, check: bool = False) -> dict:
+    return ansible_adhoc("hf_mirror_download", args, *(["--check"] if check else []))
 
 
 def test_idempotence_quartet_through_ansible(olah_repo, tmp_path):
     olah, _repo, files, sha = olah_repo
     args = {"repo_id": "acme/olah-model", "endpoint": olah.url, "local_dir": str(tmp_path / "model")}
 
-    would = ansible_adhoc(args, check=True)
+    would = run_through_ansible(args, check=True)
     assert would["changed"] is True, json.dumps(would)
     assert would["files_to_download"] == len(files)
     assert not (tmp_path / "model").exists()
 
-    first = ansible_adhoc(args)
+    first = run_through_ansible(args)
     assert first["changed"] is True, json.dumps(first)
     assert first["commit"] == sha
     assert_matches(tmp_path / "model", files)
 
-    assert ansible_adhoc(args, check=True)["changed"] is False
-    again = ansible_adhoc(args)
+    assert run_through_ansible(args, check=True)["changed"] is False
+    again = run_through_ansible(args)
     assert again["changed"] is False
     assert again["files_skipped"] == len(files)
 

@@ -1,0 +1,252 @@
+"""llmops.ragstack.xinference_model against a real Xinference 4.1 cluster on CPU.
+
+The tests share one cluster and run in file order: the models one test launches are the ones the
+next tests change, restart, terminate and heal, so that the set stays within a few minutes.
+"""
+
+import pytest
+import requests
+
+from ...support import free_port
+from .conftest import run_module
+
+pytestmark = pytest.mark.integration
+
+BNB_4BIT = {
+    # Strings, as `xinference launch -qc` takes them: the module types them as the CLI does.
+    "load_in_4bit": "true",
+    "bnb_4bit_quant_type": "nf4",
+    "bnb_4bit_compute_dtype": "float16",
+    "bnb_4bit_use_double_quant": "true",
+}
+
+
+def embedding(cluster, models, **options):
+    return {
+        "endpoint": cluster.endpoint,
+        "model_uid": "minilm",
+        "model_name": "bge-small-en-v1.5",
+        "model_type": "embedding",
+        "model_path": models["minilm"],
+        "n_gpu": "cpu",
+        "wait_timeout": 180,
+        **options,
+    }
+
+
+def tiny_llm(cluster, models, **options):
+    return {
+        "endpoint": cluster.endpoint,
+        "model_uid": "tiny-qwen2",
+        "model_name": "qwen2.5-instruct",
+        "model_engine": "transformers",
+        "model_format": "pytorch",
+        "model_size_in_billions": "0_5",
+        "quantization": "none",
+        "model_path": models["qwen2"],
+        "n_gpu": "cpu",
+        "quantization_config": BNB_4BIT,
+        "wait_timeout": 240,
+        **options,
+    }
+
+
+def describe(cluster, model_uid):
+    return requests.get("%s/v1/models/%s" % (cluster.endpoint, model_uid), timeout=30)
+
+
+def quartet(args):
+    """check, real, check, real: the four results, each run asserted to have succeeded."""
+    results = []
+    for flags in (("--check", "--diff"), ("--diff",), ("--check", "--diff"), ("--diff",)):
+        result = run_module(args, *flags)
+        assert not result.get("failed"), result.get("msg")
+        results.append(result)
+    return results
+
+
+def test_embedding_present_is_launched_once_and_probed(xinference, tiny_models):
+    args = embedding(xinference, tiny_models)
+    check, real, check_again, real_again = quartet(args)
+
+    assert [check["changed"], real["changed"], check_again["changed"], real_again["changed"]] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert check["relaunch_reason"] == "absent"
+    assert check["diff"]["before"] == {}
+    assert check["diff"]["after"]["n_gpu"] is None
+    assert real["model"]["model_engine"] == "sentence_transformers"
+    assert real_again["model"]["address"] == real["model"]["address"], "an idempotent run relaunched the model"
+    assert not real_again["healed"]
+    answer = requests.post(
+        xinference.endpoint + "/v1/embeddings", json={"model": "minilm", "input": "hello"}, timeout=30
+    )
+    assert len(answer.json()["data"][0]["embedding"]) == 384
+
+
+def test_llm_launches_in_bnb_4bit_through_transformers(xinference, tiny_models):
+    check, real, check_again, real_again = quartet(tiny_llm(xinference, tiny_models))
+
+    assert [check["changed"], real["changed"], check_again["changed"], real_again["changed"]] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert real["launch_spec"]["quantization_config"] == {
+        "load_in_4bit": True,
+        "bnb_4bit_quant_type": "nf4",
+        "bnb_4bit_compute_dtype": "float16",
+        "bnb_4bit_use_double_quant": True,
+    }
+    assert real["model"]["model_engine"] == "transformers"
+    # transformers names its bitsandbytes 4-bit quantizer when it loads weights through it.
+    assert "quantizer_bnb_4bit" in xinference.worker_log.read_text()
+    chat = requests.post(
+        xinference.endpoint + "/v1/chat/completions",
+        json={"model": "tiny-qwen2", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 2},
+        timeout=60,
+    )
+    assert chat.status_code == 200, chat.text
+
+
+def test_rerank_is_launched_and_probed_with_two_documents(xinference, tiny_models):
+    args = {
+        "endpoint": xinference.endpoint,
+        "model_uid": "tiny-reranker",
+        "model_name": "bge-reranker-base",
+        "model_type": "rerank",
+        "model_path": tiny_models["reranker"],
+        "n_gpu": "cpu",
+    }
+    first = run_module(args)
+    second = run_module(args)
+
+    assert (first["changed"], second["changed"]) == (True, False), first.get("msg")
+    assert second["model"]["model_type"] == "rerank"
+
+
+def test_drift_warns_with_recreate_never_and_relaunches_on_change(xinference, tiny_models):
+    drifted = embedding(xinference, tiny_models, model_name="bge-small-zh-v1.5")
+
+    kept = run_module({**drifted, "recreate": "never"})
+    predicted = run_module({**drifted, "recreate": "on_change"}, "--check")
+    assert describe(xinference, "minilm").json()["model_name"] == "bge-small-en-v1.5"
+    relaunched = run_module({**drifted, "recreate": "on_change"})
+
+    assert not kept["changed"]
+    assert any("model_name bge-small-en-v1.5 -> bge-small-zh-v1.5" in warning for warning in kept["warnings"])
+    assert predicted["changed"]
+    assert relaunched["changed"], relaunched.get("msg")
+    assert relaunched["relaunch_reason"] == "changed: model_name bge-small-en-v1.5 -> bge-small-zh-v1.5"
+    assert describe(xinference, "minilm").json()["model_name"] == "bge-small-zh-v1.5"
+
+
+def test_restarted_relaunches_on_every_run(xinference, tiny_models):
+    args = embedding(xinference, tiny_models, model_name="bge-small-zh-v1.5", state="restarted")
+    address_before = describe(xinference, "minilm").json()["address"]
+
+    results = quartet(args)
+
+    assert [result["changed"] for result in results] == [True, True, True, True]
+    assert {result["relaunch_reason"] for result in results} == {"restarted"}
+    assert results[0]["model"]["address"] == address_before, "check mode relaunched the model"
+    assert results[1]["model"]["address"] != address_before
+    assert results[3]["model"]["address"] != results[1]["model"]["address"]
+
+
+def test_absent_terminates_once(xinference, tiny_models):
+    args = {"endpoint": xinference.endpoint, "model_uid": "minilm", "state": "absent"}
+
+    check, real, check_again, real_again = quartet(args)
+
+    assert [check["changed"], real["changed"], check_again["changed"], real_again["changed"]] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert check["diff"] == {"before": real["diff"]["before"], "after": {}}
+    assert check["diff"]["before"]["model_name"] == "bge-small-zh-v1.5"
+    assert describe(xinference, "minilm").status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        pytest.param(
+            {"model_uid": "ghost", "model_name": "no-such-model", "model_engine": "transformers"},
+            "unknown model_name no-such-model for model_type LLM",
+            id="unknown-model-name",
+        ),
+        pytest.param(
+            {"model_uid": "no-engine", "model_name": "qwen2.5-instruct"},
+            "model_engine is required for an LLM; engines the server offers for qwen2.5-instruct: ",
+            id="llm-without-engine",
+        ),
+        pytest.param(
+            {"model_name": "qwen2.5-instruct", "model_engine": "transformers", "extra": {"n_gpu": 1}},
+            "extra may not set n_gpu: use the module option of that name",
+            id="extra-sets-an-option",
+        ),
+    ],
+)
+def test_bad_input_fails_with_one_clear_line(xinference, options, message):
+    result = run_module({"endpoint": xinference.endpoint, "n_gpu": "cpu", "wait_timeout": 60, **options})
+
+    assert result.get("failed"), result
+    assert message in result["msg"]
+    assert "\n" not in result["msg"]
+
+
+def test_unknown_engine_lists_what_the_server_offers(xinference):
+    result = run_module(
+        {
+            "endpoint": xinference.endpoint,
+            "model_uid": "wrong-engine",
+            "model_name": "qwen2.5-instruct",
+            "model_engine": "no-such-engine",
+            "model_size_in_billions": "0_5",
+            "n_gpu": "cpu",
+        }
+    )
+    offered = sorted(requests.get(xinference.endpoint + "/v1/engines/qwen2.5-instruct", timeout=30).json())
+
+    assert result["msg"].split("engines it offers for it: ")[1].startswith(", ".join(offered))
+    assert "cannot be run on engine no-such-engine" in result["msg"]
+    assert "\n" not in result["msg"]
+
+
+def test_server_down_is_one_clear_line():
+    result = run_module({"endpoint": "http://127.0.0.1:%d" % free_port(), "model_name": "bge-m3"})
+
+    assert result["failed"]
+    assert result["msg"].startswith("Xinference is not reachable at http://127.0.0.1:")
+    assert "Connection refused" in result["msg"]
+
+
+def test_dead_worker_is_healed_by_the_next_run(xinference, tiny_models):
+    """The field notes' case: the worker dies, a restart policy starts a new one, the module runs."""
+    args = tiny_llm(xinference, tiny_models)
+    assert describe(xinference, "tiny-qwen2").status_code == 200
+
+    xinference.kill_worker()
+    xinference.spawn_worker()
+    healed = run_module(args)
+    after = run_module(args)
+
+    assert not healed.get("failed"), healed.get("msg")
+    assert healed["changed"]
+    assert healed["healed"]
+    assert "Connect call failed" in healed["unhealthy_reason"]
+    assert healed["relaunch_reason"] == "unhealthy"
+    assert (after["changed"], after["healed"]) == (False, False)
+    chat = requests.post(
+        xinference.endpoint + "/v1/chat/completions",
+        json={"model": "tiny-qwen2", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 2},
+        timeout=60,
+    )
+    assert chat.status_code == 200, chat.text

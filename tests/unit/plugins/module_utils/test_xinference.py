@@ -1,0 +1,308 @@
+"""Launch spec, drift, error wording and the heal loop of xinference_model, without a server.
+
+The server's answers below are the texts Xinference 4.1.0 sent in the integration runs.
+"""
+
+import pytest
+
+from ansible_collections.llmops.ragstack.plugins.module_utils.xinference import (
+    ModelManager,
+    Observation,
+    XinferenceError,
+    cli_typed,
+    detail_of,
+    drifted_fields,
+    explain_launch_failure,
+    instance_error,
+    launch_spec,
+    parse_n_gpu,
+    relaunch_reason,
+    size_in_billions,
+)
+
+pytestmark = pytest.mark.unit
+
+NOT_FOUND_ANSWER = (400, {"detail": "[address=127.0.0.1:58380, pid=21489] Model not found in the model list, uid: m"})
+DEAD_WORKER_ANSWER = (
+    500,
+    {"detail": "[address=127.0.0.1:58380, pid=21489] [Errno 111] Connect call failed ('127.0.0.1', 19999)"},
+)
+ALREADY_ANSWER = (400, {"detail": "[address=127.0.0.1:58380, pid=21489] Model is already in the model list, uid: m"})
+
+
+def params(**overrides):
+    base = {
+        "model_uid": None,
+        "model_name": "deepseek-r1-distill-qwen",
+        "model_type": "LLM",
+        "model_engine": "transformers",
+        "model_format": "pytorch",
+        "model_size_in_billions": "14",
+        "quantization": "none",
+        "model_path": None,
+        "n_gpu": "auto",
+        "gpu_idx": None,
+        "replica": 1,
+        "worker_ip": None,
+        "trust_remote_code": None,
+        "quantization_config": None,
+        "extra": None,
+        "state": "present",
+        "recreate": "on_change",
+    }
+    base.update(overrides)
+    return base
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+class ScriptedApi:
+    """Answers each call from a list, in order, and records the calls."""
+
+    def __init__(self, terminate=(), launch=(), instances=(), engines=()):
+        self.answers = {"terminate": list(terminate), "launch": list(launch), "instance": list(instances)}
+        self.offered_engines = list(engines)
+        self.calls = []
+
+    def _next(self, name):
+        self.calls.append(name)
+        return self.answers[name].pop(0)
+
+    def terminate(self, model_uid):
+        return self._next("terminate")
+
+    def launch(self, spec):
+        return self._next("launch")
+
+    def instance(self, model_uid):
+        return self._next("instance")
+
+    def progress(self, model_uid):
+        return 0.4, "Loading model"
+
+    def engines(self, model_name, model_type):
+        return self.offered_engines
+
+
+def manager(api, wait_timeout=30):
+    clock = FakeClock()
+    return ModelManager(api, "m", wait_timeout, 2.0, clock=clock, sleep=clock.sleep), clock
+
+
+@pytest.mark.parametrize(
+    ("text", "typed"),
+    [("true", True), ("False", False), ("None", None), ("4", 4), ("0.5", 0.5), ("nf4", "nf4"), (True, True)],
+)
+def test_cli_typed_types_strings_like_xinference_launch_qc(text, typed):
+    assert cli_typed(text) == typed
+    assert type(cli_typed(text)) is type(typed)
+
+
+def test_sizes_and_gpu_counts_are_sent_as_the_cli_sends_them():
+    assert size_in_billions("14") == 14
+    assert size_in_billions("1_5") == "1_5"
+    assert parse_n_gpu("auto") == "auto"
+    assert parse_n_gpu("CPU") is None
+    assert parse_n_gpu("2") == 2
+    with pytest.raises(XinferenceError, match="n_gpu must be auto, cpu or a number of GPUs, not 'many'"):
+        parse_n_gpu("many")
+
+
+def test_launch_spec_of_the_field_notes_llm():
+    spec = launch_spec(
+        params(
+            model_uid="deepseek-r1-distill-qwen-14b",
+            model_path="/models/DeepSeek-R1-Distill-Qwen-14B",
+            trust_remote_code=False,
+            quantization_config={"load_in_4bit": "true", "bnb_4bit_quant_type": "nf4"},
+            extra={"max_new_tokens": 512},
+        )
+    )
+
+    assert spec == {
+        "model_uid": "deepseek-r1-distill-qwen-14b",
+        "model_name": "deepseek-r1-distill-qwen",
+        "model_type": "LLM",
+        "model_engine": "transformers",
+        "model_format": "pytorch",
+        "model_size_in_billions": 14,
+        "quantization": "none",
+        "model_path": "/models/DeepSeek-R1-Distill-Qwen-14B",
+        "replica": 1,
+        "n_gpu": "auto",
+        "trust_remote_code": False,
+        "quantization_config": {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4"},
+        "max_new_tokens": 512,
+    }
+
+
+def test_uid_defaults_to_the_model_name_and_unset_options_are_not_sent():
+    spec = launch_spec(params(model_engine=None, model_format=None, model_size_in_billions=None, quantization=None))
+
+    assert spec == {
+        "model_uid": "deepseek-r1-distill-qwen",
+        "model_name": "deepseek-r1-distill-qwen",
+        "model_type": "LLM",
+        "replica": 1,
+        "n_gpu": "auto",
+    }
+
+
+def test_extra_may_not_override_an_option():
+    with pytest.raises(XinferenceError, match="extra may not set model_path, n_gpu: use the module option"):
+        launch_spec(params(extra={"n_gpu": 1, "model_path": "/x", "max_model_len": 8192}))
+
+
+def test_drift_is_judged_on_reported_fields_only():
+    spec = launch_spec(params(model_path="/models/x", quantization_config={"load_in_4bit": True}))
+    reported = {
+        "model_name": "deepseek-r1-distill-qwen",
+        "model_type": "LLM",
+        "model_engine": "Transformers",
+        "model_format": "pytorch",
+        "model_size_in_billions": 14,
+        "quantization": "none",
+        "replica": 1,
+        "address": "127.0.0.1:35397",
+    }
+
+    assert drifted_fields(spec, reported) == []
+    assert drifted_fields(spec, {**reported, "model_format": "awq", "replica": 2}) == ["model_format", "replica"]
+
+
+def test_recreate_never_warns_and_on_change_names_the_drift():
+    spec = launch_spec(params(model_size_in_billions="7"))
+    running = Observation("ready", {"model_name": "deepseek-r1-distill-qwen", "model_size_in_billions": 14})
+    warnings = []
+
+    assert relaunch_reason(params(recreate="never"), running, spec, warnings.append) is None
+    assert warnings == [
+        "deepseek-r1-distill-qwen runs with model_size_in_billions 14 -> 7; recreate=never keeps it that way "
+        "(use recreate=on_change to relaunch)"
+    ]
+    assert relaunch_reason(params(), running, spec, warnings.append) == "changed: model_size_in_billions 14 -> 7"
+    assert relaunch_reason(params(state="restarted", recreate="never"), running, spec, warnings.append) == "restarted"
+    assert relaunch_reason(params(recreate="always"), running, spec, warnings.append) == "recreate=always"
+    assert relaunch_reason(params(recreate="never"), Observation("unhealthy"), spec, warnings.append) == "unhealthy"
+    assert len(warnings) == 1
+
+
+def test_detail_drops_the_actor_address():
+    assert detail_of(*DEAD_WORKER_ANSWER) == "HTTP 500: [Errno 111] Connect call failed ('127.0.0.1', 19999)"
+    assert detail_of(502, None) == "HTTP 502: no message"
+
+
+def test_instance_error_is_the_replicas_message():
+    instance = {
+        "status": "ERROR",
+        "replica_statuses": [
+            {"error_message": "[address=127.0.0.1:19999, pid=24680] Model not found, name: x, format: None"}
+        ],
+    }
+    assert instance_error(instance) == "Model not found, name: x, format: None"
+
+
+@pytest.mark.parametrize(
+    ("message", "engines", "expected"),
+    [
+        (
+            "No module named 'bitsandbytes'",
+            [],
+            "the Xinference server cannot use bitsandbytes, which quantization_config needs",
+        ),
+        ("CUDA out of memory. Tried to allocate 2.00 GiB", [], "out of GPU memory (n_gpu=auto, gpu_idx=None)"),
+        ("Model not found, name: nope, format: None", [], "unknown model_name deepseek-r1-distill-qwen"),
+        (
+            "Model deepseek-r1-distill-qwen cannot be run on engine nosuch.",
+            ["Transformers", "vLLM"],
+            "engines it offers for it: Transformers, vLLM",
+        ),
+        ("something else broke", [], "launching deepseek-r1-distill-qwen failed: something else broke"),
+    ],
+)
+def test_launch_failures_name_their_cause(message, engines, expected):
+    error = explain_launch_failure(ScriptedApi(engines=engines), launch_spec(params()), message)
+
+    assert expected in str(error)
+    assert message in str(error)
+
+
+def test_terminate_retries_while_the_dead_worker_holds_the_uid():
+    api = ScriptedApi(terminate=[DEAD_WORKER_ANSWER, DEAD_WORKER_ANSWER, NOT_FOUND_ANSWER])
+    model, clock = manager(api)
+
+    model.terminate()
+
+    assert api.calls == ["terminate"] * 3
+    assert clock.now == 4.0
+
+
+def test_terminate_gives_up_at_the_deadline_with_the_last_answer():
+    api = ScriptedApi(terminate=[DEAD_WORKER_ANSWER] * 10)
+    model = manager(api, wait_timeout=5)[0]
+
+    with pytest.raises(XinferenceError) as raised:
+        model.terminate()
+
+    assert str(raised.value) == (
+        "terminating m: gave up after wait_timeout=5s; the server's last answer: "
+        "HTTP 500: [Errno 111] Connect call failed ('127.0.0.1', 19999)"
+    )
+
+
+def test_launch_of_a_uid_still_in_the_list_terminates_it_first_then_follows_the_load():
+    api = ScriptedApi(
+        launch=[ALREADY_ANSWER, (200, {"model_uid": "m"})],
+        terminate=[NOT_FOUND_ANSWER],
+        instances=[{"status": "CREATING"}, {"status": "READY"}],
+    )
+    model = manager(api)[0]
+
+    model.launch(launch_spec(params()))
+
+    assert api.calls == ["launch", "terminate", "launch", "instance", "instance"]
+
+
+def test_a_failed_load_reports_xinferences_error():
+    api = ScriptedApi(
+        launch=[(200, {"model_uid": "m"})],
+        instances=[{"status": "ERROR", "replica_statuses": [{"error_message": "No module named 'bitsandbytes'"}]}],
+    )
+    model = manager(api)[0]
+
+    with pytest.raises(XinferenceError, match=r"cannot use bitsandbytes.*No module named 'bitsandbytes'"):
+        model.launch(launch_spec(params()))
+
+
+def test_an_error_without_message_is_retried_until_a_worker_takes_the_launch():
+    api = ScriptedApi(
+        launch=[(200, {"model_uid": "m"}), (200, {"model_uid": "m"})],
+        instances=[{"status": "ERROR", "replica_statuses": []}, {"status": "READY"}],
+    )
+    model, clock = manager(api)
+
+    model.launch(launch_spec(params()))
+
+    assert api.calls == ["launch", "instance", "launch", "instance"]
+    assert clock.now == 2.0
+
+
+def test_a_load_timeout_says_how_far_loading_got():
+    api = ScriptedApi(launch=[(200, {"model_uid": "m"})], instances=[{"status": "CREATING"}] * 10)
+    model = manager(api, wait_timeout=3)[0]
+
+    with pytest.raises(XinferenceError, match="waiting for m to load: gave up after wait_timeout=3s"):
+        model.launch(launch_spec(params()))
+    with pytest.raises(XinferenceError, match=r"status CREATING, loading 40% done \(Loading model\)"):
+        manager(ScriptedApi(launch=[(200, {})], instances=[{"status": "CREATING"}] * 3), wait_timeout=1)[0].launch(
+            launch_spec(params())
+        )
