@@ -34,7 +34,7 @@ RECIPE_LABEL = "io.llmops.ragstack.recipe"
 BUILD_FORMAT = 1
 # Programs the lab and the tests run on this machine, and the Debian package of each. MariaDB runs
 # beside the tests (ragflow_token method: db) as a real server on loopback.
-HOST_PACKAGES = {"dockerd": "docker.io", "debootstrap": "debootstrap", "mariadbd": "mariadb-server"}
+HOST_PACKAGES = {"dockerd": "docker.io", "debootstrap": "debootstrap", "mariadbd": "mariadb-server", "rsync": "rsync"}
 DOCKERD_LOG = Path("/var/log/ragstack-lab-dockerd.log")
 DEBIAN_MIRROR = os.environ.get("LAB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
