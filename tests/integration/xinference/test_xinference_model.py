@@ -65,16 +65,20 @@ def quartet(args):
     return results
 
 
-def test_embedding_present_is_launched_once_and_probed(xinference, tiny_models):
-    args = embedding(xinference, tiny_models)
-    check, real, check_again, real_again = quartet(args)
-
+def assert_changed_then_idempotent(check, real, check_again, real_again):
     assert [check["changed"], real["changed"], check_again["changed"], real_again["changed"]] == [
         True,
         True,
         False,
         False,
     ]
+
+
+def test_embedding_present_is_launched_once_and_probed(xinference, tiny_models):
+    args = embedding(xinference, tiny_models)
+    check, real, check_again, real_again = quartet(args)
+
+    assert_changed_then_idempotent(check, real, check_again, real_again)
     assert check["relaunch_reason"] == "absent"
     assert check["diff"]["before"] == {}
     assert check["diff"]["after"]["n_gpu"] is None
@@ -90,12 +94,7 @@ def test_embedding_present_is_launched_once_and_probed(xinference, tiny_models):
 def test_llm_launches_in_bnb_4bit_through_transformers(xinference, tiny_models):
     check, real, check_again, real_again = quartet(tiny_llm(xinference, tiny_models))
 
-    assert [check["changed"], real["changed"], check_again["changed"], real_again["changed"]] == [
-        True,
-        True,
-        False,
-        False,
-    ]
+    assert_changed_then_idempotent(check, real, check_again, real_again)
     assert real["launch_spec"]["quantization_config"] == {
         "load_in_4bit": True,
         "bnb_4bit_quant_type": "nf4",
@@ -163,12 +162,7 @@ def test_absent_terminates_once(xinference, tiny_models):
 
     check, real, check_again, real_again = quartet(args)
 
-    assert [check["changed"], real["changed"], check_again["changed"], real_again["changed"]] == [
-        True,
-        True,
-        False,
-        False,
-    ]
+    assert_changed_then_idempotent(check, real, check_again, real_again)
     assert check["diff"] == {"before": real["diff"]["before"], "after": {}}
     assert check["diff"]["before"]["model_name"] == "bge-small-zh-v1.5"
     assert describe(xinference, "minilm").status_code == 400
