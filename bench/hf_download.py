@@ -15,7 +15,6 @@ Run: .venv/bin/python bench/hf_download.py --big-mb 1024 --small-files 200 --cap
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
@@ -30,9 +29,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.integration.hf_mirror.fake_hub import FakeHub  # noqa: E402 - needs the repo root on sys.path
+from tests.support import ModuleRunner  # noqa: E402
 
 VENV_BIN = REPO / ".venv" / "bin"
-MODULE = "ansible_collections.llmops.ragstack.plugins.modules.hf_mirror_download"
 MB = 1024 * 1024
 
 
@@ -45,9 +44,7 @@ def environment(hub_url):
 
 def module_command(work, hub, repo_id, local_dir, **options):
     args = {"repo_id": repo_id, "endpoint": hub.url, "local_dir": str(local_dir), **options}
-    args_file = work / ("args-%d.json" % time.monotonic_ns())
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    return [sys.executable, "-m", MODULE, str(args_file)]
+    return ModuleRunner("hf_mirror_download", work).command(args)
 
 
 def hf_command(repo_id, local_dir):

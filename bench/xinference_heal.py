@@ -28,9 +28,7 @@ sys.path.insert(0, str(REPO / ".collections"))
 
 from tests.integration.xinference.conftest import XINFERENCE_VENV, Cluster, run_module  # noqa: E402
 from tests.integration.xinference.test_xinference_model import tiny_llm  # noqa: E402
-from tests.support import tool_env  # noqa: E402
-
-MODULE = "ansible_collections.llmops.ragstack.plugins.modules.xinference_model"
+from tests.support import ModuleRunner  # noqa: E402
 
 
 def write_models(directory):
@@ -50,13 +48,7 @@ def timed(function):
 
 def module_alone(args, workdir):
     """Run the module file as Ansible runs it on a host (python -m with an args file), no controller."""
-    args_file = Path(workdir) / "args.json"
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    env = tool_env(PYTHONPATH=str(REPO / ".collections"))
-    proc = subprocess.run(
-        [sys.executable, "-m", MODULE, str(args_file)], env=env, capture_output=True, text=True, check=False
-    )
-    result = json.loads(proc.stdout)
+    result = ModuleRunner("xinference_model", Path(workdir))(args)
     assert not result.get("failed") and not result["changed"], result
     return result
 

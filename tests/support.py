@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,18 +54,24 @@ class ModuleRunner:
     def __init__(self, module, tmp_path):
         self.module = "ansible_collections.llmops.ragstack.plugins.modules." + module
         self.tmp_path = tmp_path
-        self.count = 0
 
     def _args_file(self, args, check_mode):
-        self.count += 1
-        path = self.tmp_path / ("%s-args-%d.json" % (self.module.rsplit(".", 1)[1], self.count))
-        path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check_mode}}))
-        return path
+        # A file of its own per run, also across runners sharing tmp_path: commands may be built
+        # before any of them runs.
+        with tempfile.NamedTemporaryFile(
+            "w", dir=self.tmp_path, prefix=self.module.rsplit(".", 1)[1] + "-args-", suffix=".json", delete=False
+        ) as handle:
+            json.dump({"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check_mode}}, handle)
+        return Path(handle.name)
+
+    def command(self, args, check_mode=False):
+        """The argv that runs the module once with `args`, for callers that time or kill it."""
+        return [sys.executable, "-m", self.module, str(self._args_file(args, check_mode))]
 
     def start(self, args, check_mode=False, env=None):
         """The module as a running process, for tests that interrupt it."""
         return subprocess.Popen(
-            [sys.executable, "-m", self.module, str(self._args_file(args, check_mode))],
+            self.command(args, check_mode),
             env=module_environment(env),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
