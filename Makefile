@@ -22,8 +22,8 @@ $(COLLECTION_LINK):
 	@mkdir -p $(dir $@)
 	ln -sfn ../../.. $@
 
-## lab: Docker engine, Compose v2, local images and the lab hosts of inventories/lab
-lab: setup
+## lab: Docker engine, Compose v2, local images, the lab hosts of inventories/lab and the lab mirror
+lab: setup xinference-venv
 	$(PYTHON) lab/lab.py up
 
 lab-down: setup
@@ -36,9 +36,9 @@ lab-status: setup
 xinference-venv:
 	python3 lab/xinference/setup_venv.py
 
-## run: the main job on the local lab
+## run: the main job on the local lab (its secrets are vaulted with a lab-only password)
 run: lab
-	ansible-playbook -i inventories/lab playbooks/site.yml
+	ansible-playbook -i inventories/lab --vault-password-file inventories/lab/vault-password.txt playbooks/site.yml
 
 ## test: every test; test-quick: lint and unit tests only (seconds, no servers, no lab)
 test: lab xinference-venv

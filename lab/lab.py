@@ -5,8 +5,13 @@ Nothing can be pulled from a registry here, so the lab builds its images from De
 (debootstrap + docker import) and starts one container per host of ``inventories/lab`` that names
 a ``lab_image``. Every step looks before it acts: a second ``up`` starts nothing and builds nothing.
 
-    lab.py up       install what is missing, start dockerd, build stale images, start lab hosts
-    lab.py down     remove the lab host containers (images stay cached)
+The lab hosts share this machine's network (``--network host``), so what they reach on 127.0.0.1 is
+this machine's loopback: the lab mirror (lab/mirror.py) and each other's Xinference processes. They
+run the real Xinference from .cache/xinference-venv, mounted read-only at /opt/xinference-venv
+together with the Python it was built with (mounted at its own path, which the venv points to).
+
+    lab.py up       install what is missing, start dockerd, build stale images, start lab hosts and the mirror
+    lab.py down     remove the lab host containers and the lab's RAGFlow project, stop the mirror (images stay cached)
     lab.py status   print what is running
 """
 
@@ -23,20 +28,36 @@ import tempfile
 import time
 from pathlib import Path
 
+import mirror
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGES_FILE = REPO / "lab" / "images.yml"
 LAB_INVENTORY = REPO / "inventories" / "lab"
+# The lab's secrets are vaulted with this lab-only password.
+LAB_VAULT_PASSWORD = LAB_INVENTORY / "vault-password.txt"
 LABEL = "io.llmops.ragstack.lab"
 RECIPE_LABEL = "io.llmops.ragstack.recipe"
 # Bumped when the way an image is built changes, so that every cached image is rebuilt.
 BUILD_FORMAT = 1
 # Programs the lab and the tests run on this machine, and the Debian package of each. MariaDB runs
 # beside the tests (ragflow_token method: db) as a real server on loopback.
-HOST_PACKAGES = {"dockerd": "docker.io", "debootstrap": "debootstrap", "mariadbd": "mariadb-server", "rsync": "rsync"}
+HOST_PACKAGES = {
+    "dockerd": "docker.io",
+    "debootstrap": "debootstrap",
+    "mariadbd": "mariadb-server",
+    "rsync": "rsync",
+    "git": "git",
+}
 DOCKERD_LOG = Path("/var/log/ragstack-lab-dockerd.log")
 DEBIAN_MIRROR = os.environ.get("LAB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+SPEC_LABEL = "io.llmops.ragstack.spec"
+XINFERENCE_VENV = REPO / ".cache" / "xinference-venv"
+XINFERENCE_VENV_IN_HOST = "/opt/xinference-venv"
+# The compose project the main job deploys RAGFlow as (inventories/lab/host_vars/ragstack-lab-ragflow.yml).
+RAGFLOW_PROJECT = "ragstack-lab-stack"
+# The login key pair of the lab's RAGFlow stand-in (RAGFlow keeps its own in conf/private.pem).
+RAGFLOW_KEYS = mirror.STATE / "ragflow-login"
 
 
 class LabError(Exception):
@@ -192,7 +213,17 @@ def ensure_images() -> None:
 def lab_hosts() -> dict[str, str]:
     """Container name -> image for every host of the lab inventory that names a lab_image."""
     ansible_inventory = Path(sys.executable).parent / "ansible-inventory"
-    listing = json.loads(must([str(ansible_inventory), "-i", str(LAB_INVENTORY), "--list"], cwd=REPO))
+    listing = json.loads(must(
+            [
+                str(ansible_inventory),
+                "-i",
+                str(LAB_INVENTORY),
+                "--vault-password-file",
+                str(LAB_VAULT_PASSWORD),
+                "--list",
+            ],
+            cwd=REPO,
+        ))
     hostvars = listing.get("_meta", {}).get("hostvars", {})
     return {
         variables.get("ansible_host", name): variables["lab_image"]
@@ -202,19 +233,45 @@ def lab_hosts() -> dict[str, str]:
 
 
 def container_state(name: str) -> tuple[str, str] | None:
-    proc = run(["docker", "container", "inspect", "--format", "{{.State.Status}} {{.Image}}", name])
+    proc = run(["docker", "container", "inspect", "--format", f'{{{{.State.Status}}}} {{{{index .Config.Labels "{SPEC_LABEL}"}}}}', name])
     if proc.returncode != 0:
         return None
-    status, image_id = proc.stdout.split()
-    return status, image_id
+    status, _, spec = proc.stdout.strip().partition(" ")
+    return status, spec
+
+
+def venv_python_home() -> Path:
+    """The Python installation the Xinference venv was made from (pyvenv.cfg `home` is its bin/)."""
+    config = XINFERENCE_VENV / "pyvenv.cfg"
+    if not config.is_file():
+        raise LabError(f"{XINFERENCE_VENV} is missing: run `make xinference-venv` first")
+    for line in config.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "home":
+            return Path(value.strip()).parent
+    raise LabError(f"{config} names no home")
+
+
+def host_run_options() -> list[str]:
+    python_home = venv_python_home()
+    return [
+        "--network",
+        "host",
+        "--volume",
+        f"{XINFERENCE_VENV}:{XINFERENCE_VENV_IN_HOST}:ro",
+        "--volume",
+        f"{python_home}:{python_home}:ro",
+    ]
 
 
 def ensure_containers() -> None:
+    options = host_run_options()
     for name, image in lab_hosts().items():
         image_id = must(["docker", "image", "inspect", "--format", "{{.Id}}", image]).strip()
+        spec = hashlib.sha256(json.dumps([image_id, options]).encode()).hexdigest()[:16]
         state = container_state(name)
-        if state is not None and state[1] != image_id:
-            say(f"host {name}: image {image} was rebuilt, recreating")
+        if state is not None and state[1] != spec:
+            say(f"host {name}: image or options changed, recreating")
             must(["docker", "rm", "-f", name])
             state = None
         if state is None:
@@ -230,6 +287,9 @@ def ensure_containers() -> None:
                     name,
                     "--label",
                     f"{LABEL}=1",
+                    "--label",
+                    f"{SPEC_LABEL}={spec}",
+                    *options,
                     image,
                     "sleep",
                     "infinity",
@@ -243,6 +303,25 @@ def ensure_containers() -> None:
             say(f"host {name}: already running")
 
 
+def ensure_ragflow_keys() -> None:
+    """An RSA key pair for the lab's RAGFlow stand-in, made once."""
+    private, public = RAGFLOW_KEYS / "private.pem", RAGFLOW_KEYS / "public.pem"
+    if private.is_file() and public.is_file():
+        return
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    RAGFLOW_KEYS.mkdir(parents=True, exist_ok=True)
+    private.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    say(f"made the RAGFlow stand-in's login key pair in {RAGFLOW_KEYS}")
+
+
 def lab_containers() -> list[str]:
     return must(["docker", "ps", "-a", "--filter", f"label={LABEL}=1", "--format", "{{.Names}}"]).split()
 
@@ -253,13 +332,21 @@ def up() -> None:
     ensure_compose_plugin()
     ensure_images()
     ensure_containers()
+    ensure_ragflow_keys()
+    try:
+        mirror.up(say)
+    except mirror.MirrorError as exc:
+        raise LabError(str(exc)) from exc
     say("ready")
 
 
 def down() -> None:
+    mirror.stop(say)
     if not docker_ready():
         say("no docker engine running: nothing to remove")
         return
+    # Removed by project name, which needs no compose file.
+    must(["docker", "compose", "-p", RAGFLOW_PROJECT, "down", "--volumes", "--remove-orphans", "--timeout", "2"])
     names = lab_containers()
     if names:
         must(["docker", "rm", "-f", *names])

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """STAND-IN, not RAGFlow: the ragflow-cpu service of the lab's compose project.
 
-It serves the fake RAGFlow web API of tests/integration/ragflow/fake_ragflow_providers.py (login,
-tokens, model providers; compose mounts that package at /opt/double/ragflow_double) on port 9380,
+It serves the fake RAGFlow API of tests/integration/ragflow/fake_ragflow_datasets.py (login, tokens,
+model providers, and the /api/v1 datasets, documents, retrieval and chats that ragflow_e2e checks;
+compose mounts that package at /opt/double/ragflow_double) on port 9380,
 RAGFlow's API port, with what the real server takes from its deployment:
 
 - the login key pair from /ragflow/conf/private.pem, where RAGFlow keeps its own;
@@ -23,7 +24,7 @@ import sys
 from cryptography.hazmat.primitives import serialization
 
 sys.path.insert(0, "/opt/double")
-from ragflow_double.fake_ragflow_providers import FakeRagflowProviders
+from ragflow_double.fake_ragflow_datasets import FakeRagflowDatasets
 
 API_PORT = 9380
 
@@ -36,7 +37,7 @@ def reachable(host: str, port: int) -> str:
         return "nok"
 
 
-class RagflowStandIn(FakeRagflowProviders):
+class RagflowStandIn(FakeRagflowDatasets):
     def healthz(self, tenant, body):
         env = os.environ
         doc_engine = (

@@ -23,7 +23,6 @@ from ...support import REPO, ansible_adhoc, free_port, report
 XINFERENCE_VENV = REPO / ".cache" / "xinference-venv"
 BUILD_COMMAND = "python3 lab/xinference/setup_venv.py"
 MARKER = "LLMOPS_XINFERENCE_TEST"
-HERE = Path(__file__).resolve().parent
 SERVER_START_TIMEOUT = 120
 STOP_GRACE = 15
 
@@ -191,7 +190,7 @@ def tiny_models(xinference_venv, tmp_path_factory):
     """{"qwen2": dir, "reranker": dir, "minilm": dir} of weights the tests launch."""
     output = tmp_path_factory.mktemp("models")
     proc = subprocess.run(
-        [str(xinference_venv / "bin" / "python"), str(HERE / "tiny_models.py"), str(output)],
+        [str(xinference_venv / "bin" / "python"), str(REPO / "lab" / "xinference" / "tiny_models.py"), str(output)],
         capture_output=True,
         text=True,
         check=False,

@@ -1,4 +1,4 @@
-"""Write the tiny random-weight models the integration tests launch, with no hub involved.
+"""Write the tiny random-weight models the integration tests launch and the lab mirror serves, with no hub.
 
     <xinference venv>/bin/python tiny_models.py OUTPUT_DIR
 

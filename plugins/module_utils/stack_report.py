@@ -1,0 +1,359 @@
+# Copyright: contributors to llmops.ragstack
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The verification report of one host: the checks the stack_verify role measured, judged, as JSON,
+Markdown and a plain-text table.
+
+Inputs are what the other modules returned (llmops.ragstack.gpu_facts, xinference_verify,
+ragflow_e2e) and what Elasticsearch's node stats API answered. Checks 1-3 (gateway, models, dead
+workers) and 7 (RAGFlow end to end) come judged by their modules; this file judges GPU residency,
+host memory and the Elasticsearch heap, and renders everything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+
+PASS = "pass"
+FAIL = "fail"
+SKIP = "skip"
+MIB = 1024 * 1024
+JVM_UNITS = {"": 1, "k": 1024, "m": MIB, "g": 1024 * MIB}
+# Xinference titles a model's process "Model: <uid>", replicas "<uid>-<replica>".
+REPLICA_SUFFIX = re.compile(r"-\d+$")
+
+
+class ReportError(Exception):
+    """Input the report cannot be built from; the message says which."""
+
+
+def check(name, verdict, value, diagnosis=None, measured=None):
+    return {"name": name, "verdict": verdict, "value": value, "diagnosis": diagnosis, "measured": measured or {}}
+
+
+def failure_check(failure):
+    """A host that failed a stage before the verification reached it."""
+    return check(
+        "stage %s" % failure.get("stage", "?"),
+        FAIL,
+        "failed at task '%s'" % failure.get("task", "?"),
+        "%s. Fix the cause and run the playbook again: the hosts that converged change nothing."
+        % failure.get("msg", "no message"),
+    )
+
+
+def memory_check(memory, min_percent):
+    """Check 5: judged by MemAvailable; swap in use is reported, never a failure by itself."""
+    available, total = memory["mem_available_mib"], memory["mem_total_mib"]
+    percent = memory["mem_available_percent"]
+    value = "MemAvailable %d/%d MiB (%.1f %%), swap used %d MiB" % (available, total, percent, memory["swap_used_mib"])
+    measured = {
+        "mem_available_mib": available,
+        "mem_total_mib": total,
+        "mem_available_percent": percent,
+        "swap_used_mib": memory["swap_used_mib"],
+        "min_mem_available_percent": min_percent,
+    }
+    if percent >= min_percent:
+        return check("host memory", PASS, value, measured=measured)
+    return check(
+        "host memory",
+        FAIL,
+        value,
+        "MemAvailable is below %s %% of MemTotal: find what holds memory (an uncapped Elasticsearch heap is "
+        "the usual suspect: set ragflow_es_heap); swap in use alone is no sign of pressure now" % min_percent,
+        measured,
+    )
+
+
+def model_processes(device):
+    return [process for process in device.get("processes") or [] if process.get("model_uid")]
+
+
+def gpu_check(gpu):
+    """Check 4, this host's part: per-GPU used/free and the model processes each GPU holds."""
+    devices = gpu.get("gpu_devices") or []
+    if not devices:
+        return check(
+            "gpu",
+            SKIP,
+            "0 GPU(s): %s" % (gpu.get("gpu_unavailable_reason") or "none found"),
+            measured={"gpu_count": 0},
+        )
+    parts = []
+    for device in devices:
+        models = ", ".join(
+            "%s %s MiB" % (process["model_uid"], process.get("used_memory_mib"))
+            for process in model_processes(device)
+        )
+        parts.append(
+            "[%d] %d/%d MiB used, %d free%s"
+            % (
+                device["index"],
+                device["memory_used_mib"],
+                device["memory_total_mib"],
+                device["memory_free_mib"],
+                " (%s)" % models if models else "",
+            )
+        )
+    measured = {
+        "gpu_count": len(devices),
+        "gpus": [
+            {
+                "index": device["index"],
+                "name": device.get("name"),
+                "memory_used_mib": device["memory_used_mib"],
+                "memory_free_mib": device["memory_free_mib"],
+                "models": sorted(process["model_uid"] for process in model_processes(device)),
+            }
+            for device in devices
+        ],
+    }
+    return check("gpu", PASS, "; ".join(parts), measured=measured)
+
+
+def serves(process_uid, model_uid):
+    return process_uid == model_uid or REPLICA_SUFFIX.sub("", process_uid) == model_uid
+
+
+def placement_checks(models, cluster_gpus):
+    """Check 4, the models' part: each model Xinference placed on GPUs (describe's `accelerators`)
+    has a live compute process holding memory on one of those GPUs, on some GPU host."""
+    checks = []
+    for uid, description in sorted(models.items()):
+        expected = sorted(int(index) for index in (description or {}).get("accelerators") or [])
+        if not expected:
+            continue
+        found = [
+            (host, device["index"], process.get("used_memory_mib") or 0)
+            for host, gpu in sorted(cluster_gpus.items())
+            for device in gpu.get("gpu_devices") or []
+            for process in model_processes(device)
+            if serves(process["model_uid"], uid)
+        ]
+        on_expected = [entry for entry in found if entry[1] in expected and entry[2] > 0]
+        measured = {"expected_gpus": expected, "processes": [list(entry) for entry in found]}
+        name = "gpu process %s" % uid
+        if on_expected:
+            value = ", ".join("%s GPU %d: %d MiB" % entry for entry in on_expected)
+            checks.append(check(name, PASS, value, measured=measured))
+        elif found:
+            value = ", ".join("%s GPU %d: %d MiB" % entry for entry in found)
+            checks.append(
+                check(
+                    name,
+                    FAIL,
+                    value,
+                    "the model runs on GPU(s) other than %s that Xinference assigned, or holds no memory: "
+                    "terminate and relaunch it" % expected,
+                    measured,
+                )
+            )
+        else:
+            checks.append(
+                check(
+                    name,
+                    FAIL,
+                    "no GPU process titled 'Model: %s' on any GPU host (expected on GPU %s)" % (uid, expected),
+                    "Xinference lists the model on a GPU but no process holds GPU memory for it: its worker "
+                    "process died (the field notes' case); terminate and relaunch it (stack_verify_heal: true)",
+                    measured,
+                )
+            )
+    return checks
+
+
+def jvm_bytes(size):
+    match = re.match(r"^\s*(\d+)\s*([kKmMgG]?)\s*$", str(size))
+    if not match:
+        raise ReportError("es_heap_cap must be a JVM size such as 512m or 2g, not %r" % size)
+    return int(match.group(1)) * JVM_UNITS[match.group(2).lower()]
+
+
+def es_heap_check(es, cap):
+    """Check 6: the heap each Elasticsearch node's JVM runs with (_nodes/stats/jvm) is within the cap."""
+    cap_bytes = jvm_bytes(cap)
+    status = es.get("status")
+    nodes = (es.get("json") or {}).get("nodes") if isinstance(es.get("json"), dict) else None
+    if status != 200 or not nodes:
+        reason = es.get("msg") or "HTTP %s" % status
+        diagnosis = "Elasticsearch's node stats API did not answer (%s)" % reason
+        if status == 401:
+            diagnosis += ": set stack_verify_es_password (ragflow_elastic_password)"
+        else:
+            diagnosis += ": check the es01 container (docker compose logs es01) and stack_verify_es_url"
+        return check("elasticsearch heap", FAIL, "no node stats: %s" % reason, diagnosis)
+    heaps = {
+        node.get("name", node_id): node.get("jvm", {}).get("mem", {}).get("heap_max_in_bytes")
+        for node_id, node in sorted(nodes.items())
+    }
+    over = {name: heap for name, heap in heaps.items() if heap is None or heap > cap_bytes}
+    value = ", ".join(
+        "%s heap max %s" % (name, "unknown" if heap is None else "%d MiB" % (heap // MIB))
+        for name, heap in sorted(heaps.items())
+    )
+    value += " (cap %s)" % cap
+    measured = {"heap_max_bytes": heaps, "cap_bytes": cap_bytes}
+    if not over:
+        return check("elasticsearch heap", PASS, value, measured=measured)
+    return check(
+        "elasticsearch heap",
+        FAIL,
+        value,
+        "the JVM runs with more heap than the cap, so it can starve the host: set ragflow_es_heap and "
+        "redeploy (the role recreates es01 with -Xms/-Xmx)",
+        measured,
+    )
+
+
+def ragflow_check(e2e, backend):
+    """Check 7, judged by llmops.ragstack.ragflow_e2e; the value names the steps and what served them."""
+    if e2e.get("skipped"):
+        return check("ragflow e2e", SKIP, e2e.get("msg") or "skipped", measured={"backend": backend})
+    steps = e2e.get("steps") or []
+    value = "%s: %s" % (
+        backend,
+        ", ".join("%s %s %.1fs" % (step["name"], step["verdict"], step.get("seconds") or 0) for step in steps),
+    )
+    cleanup = e2e.get("cleanup") or {}
+    if cleanup.get("left"):
+        value += "; NOT deleted: %s" % ", ".join(map(str, cleanup["left"]))
+    measured = {"backend": backend, "steps": steps, "cleanup": cleanup}
+    verdict = PASS if e2e.get("passed") and not cleanup.get("left") else FAIL
+    diagnosis = None
+    if verdict == FAIL:
+        diagnosis = e2e.get("diagnosis") or "the test objects could not all be deleted: delete them by hand"
+    return check("ragflow e2e", verdict, value, diagnosis, measured)
+
+
+def heal_note(first, healed):
+    """What healing did to each model: its first verdict's diagnosis, and that it was relaunched."""
+    before = {item.get("model_uid"): item for item in (first or {}).get("checks") or [] if item.get("dead_worker")}
+    # A model whose dead worker the supervisor already dropped is launched afresh: changed, not healed.
+    relaunched = {item.get("model_uid") for item in healed or [] if item.get("changed")}
+    return before, relaunched
+
+
+def xinference_checks(results):
+    """Checks 1-3 as xinference_verify judged them; a model healed during the run says so."""
+    final = results.get("xinference") or {}
+    before, relaunched = heal_note(results.get("xinference_first"), results.get("healed"))
+    checks = []
+    for item in final.get("checks") or []:
+        item = dict(item)
+        uid = item.get("model_uid")
+        if uid in before:
+            first = before[uid]
+            item["value"] = "healed: %s (%s); after relaunch: %s" % (
+                "dead worker" if uid in relaunched else "dead worker, NOT relaunched",
+                first.get("value"),
+                item.get("value"),
+            )
+            item["measured"] = {**(item.get("measured") or {}), "before_heal": first.get("measured")}
+        checks.append(check(item["name"], item["verdict"], item.get("value"), item.get("diagnosis"), item.get("measured")))
+    return checks
+
+
+def build_report(host, results, failure, cluster_gpus, min_mem_available_percent, now=None):
+    checks = []
+    if failure:
+        checks.append(failure_check(failure))
+    if results.get("memory"):
+        checks.append(memory_check(results["memory"], min_mem_available_percent))
+    if results.get("gpu") is not None:
+        checks.append(gpu_check(results["gpu"]))
+    if results.get("xinference"):
+        checks.extend(xinference_checks(results))
+        checks.extend(placement_checks(results["xinference"].get("models") or {}, cluster_gpus))
+    if results.get("es"):
+        checks.append(es_heap_check(results["es"], results.get("es_heap_cap") or "2g"))
+    if results.get("ragflow_e2e"):
+        checks.append(ragflow_check(results["ragflow_e2e"], results.get("ragflow_backend") or "RAGFlow"))
+    counts = {verdict: sum(1 for item in checks if item["verdict"] == verdict) for verdict in (PASS, FAIL, SKIP)}
+    return {
+        "host": host,
+        "verdict": FAIL if counts[FAIL] or not checks else PASS,
+        "counts": counts,
+        "checks": checks,
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+    }
+
+
+def summary_line(report):
+    counts = report["counts"]
+    return "%s: %s (%d pass, %d fail, %d skip)" % (
+        report["host"],
+        report["verdict"].upper(),
+        counts[PASS],
+        counts[FAIL],
+        counts[SKIP],
+    )
+
+
+def render_table(report):
+    """Plain text: a summary line, one row per check, then the diagnosis of each failed check."""
+    rows = [("check", "verdict", "value")] + [
+        (item["name"], item["verdict"].upper(), item["value"] or "") for item in report["checks"]
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in (0, 1)]
+    lines = [summary_line(report)]
+    lines += ["  %s  %s  %s" % (row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2]) for row in rows]
+    lines += ["  ! %s: %s" % (item["name"], item["diagnosis"]) for item in report["checks"] if item["diagnosis"]]
+    return "\n".join(lines)
+
+
+def markdown_cell(text):
+    return str(text or "").replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(report):
+    lines = [
+        "# Stack verification: %s" % report["host"],
+        "",
+        "**%s** at %s: %d pass, %d fail, %d skip."
+        % (
+            report["verdict"].upper(),
+            report["generated_at"],
+            report["counts"][PASS],
+            report["counts"][FAIL],
+            report["counts"][SKIP],
+        ),
+        "",
+        "| check | verdict | value | diagnosis |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [
+        "| %s | %s | %s | %s |"
+        % (
+            markdown_cell(item["name"]),
+            item["verdict"].upper(),
+            markdown_cell(item["value"]),
+            markdown_cell(item["diagnosis"]),
+        )
+        for item in report["checks"]
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_atomically(path, content):
+    directory = os.path.dirname(path)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path))
+    with os.fdopen(handle, "w") as stream:
+        stream.write(content)
+    os.chmod(temporary, 0o644)
+    os.replace(temporary, path)
+
+
+def write_report(dest, report):
+    """reports/<host>.json and reports/<host>.md; returns their paths."""
+    try:
+        os.makedirs(dest, exist_ok=True)
+        paths = {"json": os.path.join(dest, report["host"] + ".json"), "md": os.path.join(dest, report["host"] + ".md")}
+        write_atomically(paths["json"], json.dumps(report, indent=2, sort_keys=True) + "\n")
+        write_atomically(paths["md"], render_markdown(report))
+    except OSError as exc:
+        raise ReportError("cannot write the report of %s into %s: %s" % (report["host"], dest, exc)) from exc
+    return paths
