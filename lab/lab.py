@@ -213,7 +213,8 @@ def ensure_images() -> None:
 def lab_hosts() -> dict[str, str]:
     """Container name -> image for every host of the lab inventory that names a lab_image."""
     ansible_inventory = Path(sys.executable).parent / "ansible-inventory"
-    listing = json.loads(must(
+    listing = json.loads(
+        must(
             [
                 str(ansible_inventory),
                 "-i",
@@ -223,7 +224,8 @@ def lab_hosts() -> dict[str, str]:
                 "--list",
             ],
             cwd=REPO,
-        ))
+        )
+    )
     hostvars = listing.get("_meta", {}).get("hostvars", {})
     return {
         variables.get("ansible_host", name): variables["lab_image"]
@@ -233,7 +235,16 @@ def lab_hosts() -> dict[str, str]:
 
 
 def container_state(name: str) -> tuple[str, str] | None:
-    proc = run(["docker", "container", "inspect", "--format", f'{{{{.State.Status}}}} {{{{index .Config.Labels "{SPEC_LABEL}"}}}}', name])
+    proc = run(
+        [
+            "docker",
+            "container",
+            "inspect",
+            "--format",
+            f'{{{{.State.Status}}}} {{{{index .Config.Labels "{SPEC_LABEL}"}}}}',
+            name,
+        ]
+    )
     if proc.returncode != 0:
         return None
     status, _, spec = proc.stdout.strip().partition(" ")

@@ -64,7 +64,9 @@ def model_folders(workdir: Path) -> dict[str, Path]:
     """Folder of each model's files: the tiny ones written into `workdir`, MiniLM inside its wheel."""
     python = str(venv_python())
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    proc = subprocess.run([python, str(TINY_MODELS), str(workdir)], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [python, str(TINY_MODELS), str(workdir)], check=False, capture_output=True, text=True, env=env
+    )
     if proc.returncode != 0:
         raise MirrorError("tiny_models.py failed: %s" % proc.stderr[-2000:])
     wheel = subprocess.run(

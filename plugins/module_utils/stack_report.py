@@ -86,8 +86,7 @@ def gpu_check(gpu):
     parts = []
     for device in devices:
         models = ", ".join(
-            "%s %s MiB" % (process["model_uid"], process.get("used_memory_mib"))
-            for process in model_processes(device)
+            "%s %s MiB" % (process["model_uid"], process.get("used_memory_mib")) for process in model_processes(device)
         )
         parts.append(
             "[%d] %d/%d MiB used, %d free%s"
@@ -242,8 +241,8 @@ def xinference_checks(results):
     final = results.get("xinference") or {}
     before, relaunched = heal_note(results.get("xinference_first"), results.get("healed"))
     checks = []
-    for item in final.get("checks") or []:
-        item = dict(item)
+    for verified in final.get("checks") or []:
+        item = dict(verified)
         uid = item.get("model_uid")
         if uid in before:
             first = before[uid]
@@ -253,11 +252,13 @@ def xinference_checks(results):
                 item.get("value"),
             )
             item["measured"] = {**(item.get("measured") or {}), "before_heal": first.get("measured")}
-        checks.append(check(item["name"], item["verdict"], item.get("value"), item.get("diagnosis"), item.get("measured")))
+        checks.append(
+            check(item["name"], item["verdict"], item.get("value"), item.get("diagnosis"), item.get("measured"))
+        )
     return checks
 
 
-def build_report(host, results, failure, cluster_gpus, min_mem_available_percent, now=None):
+def build_report(host, results, failure, cluster_gpus, min_mem_available_percent):
     checks = []
     if failure:
         checks.append(failure_check(failure))
@@ -278,7 +279,7 @@ def build_report(host, results, failure, cluster_gpus, min_mem_available_percent
         "verdict": FAIL if counts[FAIL] or not checks else PASS,
         "counts": counts,
         "checks": checks,
-        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
 
