@@ -228,29 +228,31 @@ def ragflow_check(e2e, backend):
     return check("ragflow e2e", verdict, value, diagnosis, measured)
 
 
-def heal_note(first, healed):
-    """What healing did to each model: its first verdict's diagnosis, and that it was relaunched."""
-    before = {item.get("model_uid"): item for item in (first or {}).get("checks") or [] if item.get("dead_worker")}
-    # A model whose dead worker the supervisor already dropped is launched afresh: changed, not healed.
-    relaunched = {item.get("model_uid") for item in healed or [] if item.get("changed")}
-    return before, relaunched
+def relaunched_models(healed):
+    """Uids the healing launched again: healed (a dead worker's model, still listed) or changed (one
+    the supervisor had dropped with its worker, launched afresh)."""
+    return {item.get("model_uid") for item in healed or [] if item.get("changed")}
 
 
 def xinference_checks(results):
-    """Checks 1-3 as xinference_verify judged them; a model healed during the run says so."""
+    """Checks 1-3 as xinference_verify judged them; a model that failed the first probe and was
+    healed during the run says so, with that first probe's value and numbers."""
     final = results.get("xinference") or {}
-    before, relaunched = heal_note(results.get("xinference_first"), results.get("healed"))
+    first_failures = {
+        item.get("model_uid"): item
+        for item in (results.get("xinference_first") or {}).get("checks") or []
+        if item.get("model_uid") and item.get("verdict") == FAIL
+    }
+    relaunched = relaunched_models(results.get("healed"))
     checks = []
     for verified in final.get("checks") or []:
         item = dict(verified)
-        uid = item.get("model_uid")
-        if uid in before:
-            first = before[uid]
-            item["value"] = "healed: %s (%s); after relaunch: %s" % (
-                "dead worker" if uid in relaunched else "dead worker, NOT relaunched",
-                first.get("value"),
-                item.get("value"),
-            )
+        first = first_failures.get(item.get("model_uid"))
+        if first:
+            cause = "dead worker" if first.get("dead_worker") else "failing"
+            if item.get("model_uid") not in relaunched:
+                cause += ", NOT relaunched"
+            item["value"] = "healed: %s (%s); after relaunch: %s" % (cause, first.get("value"), item.get("value"))
             item["measured"] = {**(item.get("measured") or {}), "before_heal": first.get("measured")}
         checks.append(
             check(item["name"], item["verdict"], item.get("value"), item.get("diagnosis"), item.get("measured"))

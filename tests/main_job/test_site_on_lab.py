@@ -1,13 +1,31 @@
-"""The README's main job: playbooks/site.yml against the lab inventory, then again in check mode."""
+"""The README's main job: playbooks/site.yml against the lab inventory, as `make run` runs it.
 
+The tests share the lab and run in file order:
+1. A first run, with -vvv, deploys (or converges) the whole stack: three GPU-host containers (the
+   real Xinference on CPU as supervisor + two workers, models from the lab's olah mirror) and
+   RAGFlow's compose project on this machine (real MariaDB and Redis, stand-ins for es01, minio and
+   RAGFlow itself). It ends with each host's verification table; every check passes or is skipped.
+2. Nothing a user must keep secret appears in that output or in any report file.
+3. A second run changes nothing; so does a check-mode run.
+4. Failure injection: one host's mirror is a port nothing listens on. The other hosts finish, the run
+   fails, and that host's report names the stage and the cause. A re-run with the mirror back converges.
+"""
+
+import json
 import re
 import subprocess
 
 import pytest
+import yaml
 
-from ..support import report, run_tool
+from ..support import REPO, ModuleRunner, free_port, report, run_tool
 
 pytestmark = pytest.mark.lab
+
+GPU_HOSTS = ["ragstack-lab-gpu-1", "ragstack-lab-gpu-2", "ragstack-lab-gpu-3"]
+ALL_HOSTS = [*GPU_HOSTS, "ragstack-lab-ragflow"]
+VAULT_PASSWORD = REPO / "inventories" / "lab" / "vault-password.txt"
+VAULT = REPO / "inventories" / "lab" / "group_vars" / "all" / "vault.yml"
 
 
 def lab_hosts():
@@ -20,27 +38,155 @@ def lab_hosts():
     return sorted(proc.stdout.split())
 
 
+class MainJob:
+    """ansible-playbook site.yml on the lab, each run's reports in a folder of its own."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.runs = 0
+
+    def run(self, *flags, **extra_vars):
+        self.runs += 1
+        reports = self.workdir / ("reports-%d" % self.runs)
+        variables = {"stack_verify_report_dir": str(reports), **extra_vars}
+        argv = [
+            "ansible-playbook",
+            "-i",
+            "inventories/lab",
+            "--vault-password-file",
+            str(VAULT_PASSWORD),
+            "playbooks/site.yml",
+            "-e",
+            json.dumps(variables),
+            *flags,
+        ]
+        proc = run_tool(argv, ANSIBLE_NOCOLOR="1")
+        return proc, reports
+
+
+def recap(proc):
+    """{host: {"ok": n, "changed": n, "failed": n, ...}} from the PLAY RECAP."""
+    return {
+        host: {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", counts)}
+        for host, counts in re.findall(r"^(\S+)\s+: (ok=.*)$", proc.stdout, re.M)
+    }
+
+
+def read_reports(folder):
+    return {path.stem: json.loads(path.read_text()) for path in folder.glob("*.json")}
+
+
+def verdicts(host_report):
+    return {check["name"]: check["verdict"] for check in host_report["checks"]}
+
+
 @pytest.fixture(scope="module")
-def two_runs(lab_image):
-    if lab_hosts() != ["ragstack-lab-gpu-1", "ragstack-lab-gpu-2"]:
+def main_job(lab_image, tmp_path_factory):
+    if lab_hosts() != GPU_HOSTS:
         pytest.fail(f"lab hosts are not running ({lab_hosts()}): run `make lab` first", pytrace=False)
-    argv = ["ansible-playbook", "-i", "inventories/lab", "playbooks/site.yml"]
-    return run_tool(argv, ANSIBLE_NOCOLOR="1"), run_tool([*argv, "--check"], ANSIBLE_NOCOLOR="1")
+    return MainJob(tmp_path_factory.mktemp("main-job"))
 
 
-def test_main_job_prints_each_hosts_gpu_and_memory_summary(two_runs):
-    first = two_runs[0]
-    assert first.returncode == 0, report(first)
-    summaries = re.findall(
-        r'"msg": "(0 GPU\(s\) \(.*?\) \| MemAvailable \d+/\d+ MiB \([\d.]+ %\) \| swap used \d+ MiB .*?)"', first.stdout
+@pytest.fixture(scope="module")
+def first_run(main_job):
+    return main_job.run("-vvv")
+
+
+def test_first_run_deploys_everything_and_ends_with_each_hosts_passing_table(first_run):
+    proc, reports_dir = first_run
+    assert proc.returncode == 0, report(proc)
+    assert sorted(recap(proc)) == sorted([*ALL_HOSTS, "localhost"])
+    reports = read_reports(reports_dir)
+    assert sorted(reports) == ALL_HOSTS
+    assert {host: entry["verdict"] for host, entry in reports.items()} == dict.fromkeys(ALL_HOSTS, "pass")
+    supervisor = verdicts(reports["ragstack-lab-gpu-1"])
+    for check in ("gateway", "model lab-embedding", "model lab-rerank", "model lab-chat", "host memory"):
+        assert supervisor[check] == "pass", reports["ragstack-lab-gpu-1"]
+    assert supervisor["gpu"] == "skip"
+    ragflow = verdicts(reports["ragstack-lab-ragflow"])
+    assert ragflow["elasticsearch heap"] == "pass"
+    assert ragflow["ragflow e2e"] == "pass"
+    # The table of every host is printed at the end, the run's last task output before the recap.
+    tail = proc.stdout[proc.stdout.rindex("TASK [llmops.ragstack.stack_verify : Print the verification table") :]
+    for host in ALL_HOSTS:
+        assert "%s: PASS (" % host in tail
+
+
+def test_reports_say_how_each_model_was_measured(first_run):
+    reports = read_reports(first_run[1])
+    checks = {check["name"]: check for check in reports["ragstack-lab-gpu-1"]["checks"]}
+    assert checks["model lab-chat"]["measured"]["ttft_s"] > 0
+    assert checks["model lab-embedding"]["measured"]["dimension"] == 384
+    markdown = (first_run[1] / "ragstack-lab-ragflow.md").read_text()
+    assert "| elasticsearch heap | PASS | es01 heap max 512 MiB (cap 512m) |" in markdown
+    assert "the lab's RAGFlow stand-in" in markdown
+
+
+def lab_secrets(tmp_path):
+    """Every secret of the lab's vault, and the RAGFlow API key the run obtained."""
+    plain = run_tool(["ansible-vault", "view", "--vault-password-file", str(VAULT_PASSWORD), str(VAULT)])
+    assert plain.returncode == 0, report(plain)
+    secrets = dict(yaml.safe_load(plain.stdout))
+    token = ModuleRunner("ragflow_token", tmp_path)(
+        {
+            "base_url": "http://127.0.0.1:19380",
+            "email": "admin@ragflow.io",
+            "password": secrets["vault_ragflow_admin_password"],
+            "public_key": str(REPO / ".cache" / "lab" / "ragflow-login" / "public.pem"),
+        }
     )
-    assert len(summaries) == 2, first.stdout
+    assert not token["changed"], "the main job left no API key in RAGFlow"
+    secrets["ragflow_api_token"] = token["token"]
+    return secrets
 
 
-def test_main_job_and_its_check_mode_change_nothing(two_runs):
-    for run in two_runs:
-        assert run.returncode == 0, report(run)
-        recap = re.findall(
-            r"^(ragstack-lab-gpu-\d)\s+: ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=0", run.stdout, re.M
-        )
-        assert sorted(recap) == [("ragstack-lab-gpu-1", "0"), ("ragstack-lab-gpu-2", "0")], run.stdout
+def test_no_secret_appears_in_the_verbose_output_or_the_reports(first_run, tmp_path):
+    proc, reports_dir = first_run
+    secrets = lab_secrets(tmp_path)
+    assert len(secrets) == 8
+    places = {"stdout": proc.stdout, "stderr": proc.stderr}
+    places.update({path.name: path.read_text() for path in sorted(reports_dir.iterdir())})
+    assert len(places) == 2 + 2 * len(ALL_HOSTS)
+    leaks = [(name, place) for name, value in secrets.items() for place, text in places.items() if value in text]
+    assert leaks == []
+
+
+def test_second_run_and_check_mode_change_nothing(main_job, first_run):
+    for flags in ((), ("--check",)):
+        proc, reports_dir = main_job.run(*flags)
+        assert proc.returncode == 0, report(proc)
+        assert {host: counts["changed"] for host, counts in recap(proc).items()} == dict.fromkeys(
+            [*ALL_HOSTS, "localhost"], 0
+        ), proc.stdout[-5000:]
+        assert {entry["verdict"] for entry in read_reports(reports_dir).values()} == {"pass"}
+
+
+def test_a_host_that_cannot_reach_the_mirror_is_reported_and_the_others_finish(main_job, first_run):
+    closed = "http://127.0.0.1:%d" % free_port()
+    broken, broken_reports = main_job.run(lab_mirror_overrides={"ragstack-lab-gpu-3": closed})
+    fixed, fixed_reports = main_job.run()
+
+    counts = recap(broken)
+    assert broken.returncode != 0
+    assert counts["ragstack-lab-gpu-3"]["failed"] == 1
+    assert [
+        counts[host]["failed"] for host in ("ragstack-lab-gpu-1", "ragstack-lab-gpu-2", "ragstack-lab-ragflow")
+    ] == [
+        0,
+        0,
+        0,
+    ]
+    reports = read_reports(broken_reports)
+    (stage,) = reports["ragstack-lab-gpu-3"]["checks"]
+    assert stage["name"] == "stage models"
+    assert stage["verdict"] == "fail"
+    assert closed in stage["diagnosis"]
+    assert "not reachable" in stage["diagnosis"]
+    assert {host: reports[host]["verdict"] for host in ALL_HOSTS if host != "ragstack-lab-gpu-3"} == dict.fromkeys(
+        ["ragstack-lab-gpu-1", "ragstack-lab-gpu-2", "ragstack-lab-ragflow"], "pass"
+    )
+    assert "Verification failed on ragstack-lab-gpu-3" in broken.stdout
+
+    assert fixed.returncode == 0, report(fixed)
+    assert {entry["verdict"] for entry in read_reports(fixed_reports).values()} == {"pass"}
+    assert recap(fixed)["ragstack-lab-gpu-3"]["failed"] == 0

@@ -1,8 +1,13 @@
 """Each molecule scenario, run in full (create, converge, idempotence, verify, destroy)."""
 
+import sys
+
 import pytest
 
 from ..support import REPO, report, run_tool
+
+sys.path.insert(0, str(REPO / "lab"))
+import lab
 
 pytestmark = [pytest.mark.molecule, pytest.mark.lab]
 
@@ -11,5 +16,11 @@ SCENARIOS = sorted(path.parent.name for path in (REPO / "molecule").glob("*/mole
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_molecule_scenario(lab_image, scenario):
-    proc = run_tool(["molecule", "test", "-s", scenario], ANSIBLE_FORCE_COLOR="0", NO_COLOR="1")
+    proc = run_tool(
+        ["molecule", "test", "-s", scenario],
+        ANSIBLE_FORCE_COLOR="0",
+        NO_COLOR="1",
+        # multi_host mounts the lab's Xinference venv and the Python it was built from.
+        RAGSTACK_LAB_PYTHON_HOME=str(lab.venv_python_home()),
+    )
     assert proc.returncode == 0, report(proc)

@@ -190,6 +190,38 @@ def test_a_healed_model_keeps_its_first_diagnosis_beside_the_new_probe():
     assert checks["model lab-chat"]["value"] == "healed: dead worker (chat refused); after relaunch: ttft 0.31 s"
 
 
+def test_a_model_the_supervisor_dropped_with_its_worker_is_relaunched_and_says_so():
+    dropped = {
+        "checks": [
+            {
+                "name": "model lab-chat",
+                "verdict": "fail",
+                "value": "not listed",
+                "model_uid": "lab-chat",
+                "measured": {},
+            }
+        ]
+    }
+    results = {
+        "xinference": XINFERENCE_HEALTHY,
+        "xinference_first": dropped,
+        "healed": [{"model_uid": "lab-chat", "changed": True, "healed": False}],
+    }
+
+    checks = by_name(stack_report.build_report("sup", results, None, {}, 10))
+
+    assert checks["model lab-chat"]["value"] == "healed: failing (not listed); after relaunch: ttft 0.31 s"
+
+
+def test_a_model_healing_did_not_relaunch_is_named_so():
+    results = {"xinference": XINFERENCE_DEAD, "xinference_first": XINFERENCE_DEAD, "healed": []}
+
+    checks = by_name(stack_report.build_report("sup", results, None, {}, 10))
+
+    assert checks["model lab-chat"]["verdict"] == "fail"
+    assert checks["model lab-chat"]["value"].startswith("healed: dead worker, NOT relaunched (chat refused)")
+
+
 def test_a_report_without_healing_keeps_the_dead_worker_failure():
     report = stack_report.build_report("sup", {"xinference": XINFERENCE_DEAD}, None, {}, 10)
 
