@@ -19,8 +19,11 @@ class Unreachable(Exception):
         self.reason = reason
 
 
-def json_request(url, method, body=None, headers=None, *, timeout=30, validate_certs=True):
-    """Send `body` as JSON; return (status, response headers, raw response body) for any status."""
+def open_json_request(url, method, body=None, headers=None, *, timeout=30, validate_certs=True):
+    """Send `body` as JSON; return (status, response headers, the unread response) for any status.
+
+    For reading an answer as it arrives (server-sent events): each read waits at most `timeout`
+    seconds, and may raise what a socket raises (timeout, reset). The caller closes the response."""
     all_headers = {"Content-Type": "application/json"}
     all_headers.update(headers or {})
     data = json.dumps(body).encode("utf-8") if body is not None else None
@@ -34,7 +37,15 @@ def json_request(url, method, body=None, headers=None, *, timeout=30, validate_c
     # cannot parse.
     except (OSError, ValueError) as exc:
         raise Unreachable(getattr(exc, "reason", exc)) from exc
-    return response.getcode(), response.headers, response.read()
+    return response.getcode(), response.headers, response
+
+
+def json_request(url, method, body=None, headers=None, *, timeout=30, validate_certs=True):
+    """Send `body` as JSON; return (status, response headers, raw response body) for any status."""
+    status, response_headers, response = open_json_request(
+        url, method, body, headers, timeout=timeout, validate_certs=validate_certs
+    )
+    return status, response_headers, response.read()
 
 
 def parse_json(raw, not_json=None):
@@ -43,3 +54,43 @@ def parse_json(raw, not_json=None):
         return json.loads(raw.decode("utf-8")) if raw else None
     except ValueError:
         return not_json
+
+
+def multipart_request(url, fields, headers=None, *, method="POST", timeout=30, validate_certs=True):
+    """Send `fields` as multipart/form-data; return (status, response headers, raw response body) for any status.
+
+    `fields` maps a form field name to a str (a plain field) or to (filename, bytes, content type) (a file).
+    The body is built here, byte for byte, without a Content-Transfer-Encoding: servers (Werkzeug, Quart)
+    read parts as they are sent.
+    """
+    from secrets import token_hex
+
+    boundary = "ragstack-" + token_hex(16)
+    parts = []
+    for name, value in fields.items():
+        if isinstance(value, str):
+            disposition, content_type, content = 'form-data; name="%s"' % _form_quote(name), None, value.encode("utf-8")
+        else:
+            filename, content, content_type = value
+            disposition = 'form-data; name="%s"; filename="%s"' % (_form_quote(name), _form_quote(filename))
+        head = "--%s\r\nContent-Disposition: %s\r\n" % (boundary, disposition)
+        if content_type:
+            head += "Content-Type: %s\r\n" % content_type
+        parts.append(head.encode("utf-8") + b"\r\n" + content + b"\r\n")
+    data = b"".join(parts) + ("--%s--\r\n" % boundary).encode("ascii")
+    all_headers = dict(headers or {})
+    all_headers["Content-Type"] = "multipart/form-data; boundary=%s" % boundary
+    try:
+        response = open_url(
+            url, data=data, method=method, headers=all_headers, timeout=timeout, validate_certs=validate_certs
+        )
+    except HTTPError as exc:
+        response = exc
+    except (OSError, ValueError) as exc:
+        raise Unreachable(getattr(exc, "reason", exc)) from exc
+    return response.getcode(), response.headers, response.read()
+
+
+def _form_quote(text):
+    """A name or filename inside the quotes of Content-Disposition, escaped as browsers do (WHATWG)."""
+    return text.replace("\r", "%0D").replace("\n", "%0A").replace('"', "%22")

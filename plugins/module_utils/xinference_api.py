@@ -12,10 +12,27 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from ansible_collections.llmops.ragstack.plugins.module_utils.rest import Unreachable, json_request, parse_json
+from ansible_collections.llmops.ragstack.plugins.module_utils.rest import (
+    Unreachable,
+    json_request,
+    open_json_request,
+    parse_json,
+)
 from ansible_collections.llmops.ragstack.plugins.module_utils.xinference import XinferenceError, detail_of
 
 PROBE_TEXT = "ping"
+
+
+class NoAnswer(XinferenceError):
+    """Xinference did not answer at all; `reason` is what the transport said (refused, timeout...)."""
+
+    def __init__(self, message, reason):
+        super().__init__(message)
+        self.reason = reason
+
+
+class CredentialsRefused(XinferenceError):
+    """Xinference answered 401 to the api_key (or to its absence)."""
 
 
 class XinferenceApi:
@@ -27,21 +44,21 @@ class XinferenceApi:
         self.timeout = timeout
         self.validate_certs = validate_certs
 
-    def request(self, method, path, body=None):
-        """(status, parsed JSON or None) for any HTTP status but 401; XinferenceError when unreachable."""
-        headers = {"Authorization": "Bearer %s" % self.api_key} if self.api_key else {}
-        try:
-            status, _headers, raw = json_request(
-                self.endpoint + path, method, body, headers, timeout=self.timeout, validate_certs=self.validate_certs
-            )
-        except Unreachable as exc:
-            raise XinferenceError(
-                "Xinference is not reachable at %s (%s %s, timeout=%ss): %s"
-                % (self.endpoint, method, path, self.timeout, exc.reason)
-            ) from exc
+    def headers(self):
+        return {"Authorization": "Bearer %s" % self.api_key} if self.api_key else {}
+
+    def no_answer(self, method, path, timeout, exc):
+        return NoAnswer(
+            "Xinference is not reachable at %s (%s %s, timeout=%ss): %s"
+            % (self.endpoint, method, path, timeout, exc.reason),
+            exc.reason,
+        )
+
+    def answer(self, status, raw):
+        """The parsed error or JSON body; CredentialsRefused for a 401."""
         payload = parse_json(raw, not_json={"detail": raw.decode("utf-8", "replace")[:300]})
         if status == 401:
-            raise XinferenceError(
+            raise CredentialsRefused(
                 "Xinference at %s refused the credentials (%s): set api_key to a valid key%s"
                 % (
                     self.endpoint,
@@ -49,7 +66,48 @@ class XinferenceApi:
                     "" if self.api_key else " (none was given, and the server requires one)",
                 )
             )
-        return status, payload
+        return payload
+
+    def request(self, method, path, body=None):
+        """(status, parsed JSON or None) for any HTTP status but 401; XinferenceError when unreachable."""
+        try:
+            status, _headers, raw = json_request(
+                self.endpoint + path,
+                method,
+                body,
+                self.headers(),
+                timeout=self.timeout,
+                validate_certs=self.validate_certs,
+            )
+        except Unreachable as exc:
+            raise self.no_answer(method, path, self.timeout, exc) from exc
+        return status, self.answer(status, raw)
+
+    def stream(self, path, body, timeout=None):
+        """POST `body` and leave a 200 answer unread, for reading server-sent events as they arrive.
+
+        (200, None, response) or (status, parsed error body, None); the caller closes the response.
+        Each read of it waits at most `timeout` seconds (default: the API's) and may raise what a
+        socket raises. NoAnswer and CredentialsRefused as for request()."""
+        timeout = timeout or self.timeout
+        try:
+            status, _headers, response = open_json_request(
+                self.endpoint + path,
+                "POST",
+                body,
+                self.headers(),
+                timeout=timeout,
+                validate_certs=self.validate_certs,
+            )
+        except Unreachable as exc:
+            raise self.no_answer("POST", path, timeout, exc) from exc
+        if status == 200:
+            return status, None, response
+        try:
+            raw = response.read()
+        finally:
+            response.close()
+        return status, self.answer(status, raw), None
 
     def model_path(self, model_uid):
         return "/v1/models/%s" % quote(model_uid, safe="")

@@ -24,13 +24,13 @@ description:
     M(llmops.ragstack.xinference_verify) (a model healed during the run says so, with its first
     diagnosis) and the end-to-end run of M(llmops.ragstack.ragflow_e2e).
   - A host that failed an earlier stage of the playbook gets a failed check naming the stage and the message.
-  - Usually run on the controller (C(delegate_to: localhost)), once per host.
+  - Usually run on the controller (C(delegate_to=localhost)), once per host.
 author:
   - llmops.ragstack developers (@llmops)
 options:
   host:
     description:
-      - The host the report is about: its name is the report's file name.
+      - The host the report is about; its name is the report's file name.
     type: str
     required: true
   dest:

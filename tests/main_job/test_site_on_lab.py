@@ -82,7 +82,8 @@ def verdicts(host_report):
 
 @pytest.fixture(scope="module")
 def main_job(lab_image, tmp_path_factory):
-    if lab_hosts() != GPU_HOSTS:
+    # RAGFlow's containers carry the lab label too: their image is one of the lab's.
+    if not set(GPU_HOSTS) <= set(lab_hosts()):
         pytest.fail(f"lab hosts are not running ({lab_hosts()}): run `make lab` first", pytrace=False)
     return MainJob(tmp_path_factory.mktemp("main-job"))
 
@@ -181,7 +182,8 @@ def test_a_host_that_cannot_reach_the_mirror_is_reported_and_the_others_finish(m
     assert stage["name"] == "stage models"
     assert stage["verdict"] == "fail"
     assert closed in stage["diagnosis"]
-    assert "not reachable" in stage["diagnosis"]
+    assert "is unreachable" in stage["diagnosis"]
+    assert "Connection refused" in stage["diagnosis"]
     assert {host: reports[host]["verdict"] for host in ALL_HOSTS if host != "ragstack-lab-gpu-3"} == dict.fromkeys(
         ["ragstack-lab-gpu-1", "ragstack-lab-gpu-2", "ragstack-lab-ragflow"], "pass"
     )
