@@ -10,6 +10,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = REPO / ".venv" / "bin"
+# The lab inventory's secrets are vaulted with this lab-only password.
+LAB_VAULT_PASSWORD = REPO / "inventories" / "lab" / "vault-password.txt"
 
 
 def tool_env(**overrides):

@@ -19,6 +19,18 @@ class Unreachable(Exception):
         self.reason = reason
 
 
+def open_request(url, method, data, headers, *, timeout, validate_certs):
+    """The response to `data` (bytes or None), unread, for any HTTP status; Unreachable on no answer."""
+    try:
+        return open_url(url, data=data, method=method, headers=headers, timeout=timeout, validate_certs=validate_certs)
+    except HTTPError as exc:
+        return exc
+    # URLError (refused, DNS, TLS) and socket timeouts are OSErrors; ValueError is a URL urllib
+    # cannot parse.
+    except (OSError, ValueError) as exc:
+        raise Unreachable(getattr(exc, "reason", exc)) from exc
+
+
 def open_json_request(url, method, body=None, headers=None, *, timeout=30, validate_certs=True):
     """Send `body` as JSON; return (status, response headers, the unread response) for any status.
 
@@ -27,16 +39,7 @@ def open_json_request(url, method, body=None, headers=None, *, timeout=30, valid
     all_headers = {"Content-Type": "application/json"}
     all_headers.update(headers or {})
     data = json.dumps(body).encode("utf-8") if body is not None else None
-    try:
-        response = open_url(
-            url, data=data, method=method, headers=all_headers, timeout=timeout, validate_certs=validate_certs
-        )
-    except HTTPError as exc:
-        response = exc
-    # URLError (refused, DNS, TLS) and socket timeouts are OSErrors; ValueError is a URL urllib
-    # cannot parse.
-    except (OSError, ValueError) as exc:
-        raise Unreachable(getattr(exc, "reason", exc)) from exc
+    response = open_request(url, method, data, all_headers, timeout=timeout, validate_certs=validate_certs)
     return response.getcode(), response.headers, response
 
 
@@ -80,14 +83,7 @@ def multipart_request(url, fields, headers=None, *, method="POST", timeout=30, v
     data = b"".join(parts) + ("--%s--\r\n" % boundary).encode("ascii")
     all_headers = dict(headers or {})
     all_headers["Content-Type"] = "multipart/form-data; boundary=%s" % boundary
-    try:
-        response = open_url(
-            url, data=data, method=method, headers=all_headers, timeout=timeout, validate_certs=validate_certs
-        )
-    except HTTPError as exc:
-        response = exc
-    except (OSError, ValueError) as exc:
-        raise Unreachable(getattr(exc, "reason", exc)) from exc
+    response = open_request(url, method, data, all_headers, timeout=timeout, validate_certs=validate_certs)
     return response.getcode(), response.headers, response.read()
 
 

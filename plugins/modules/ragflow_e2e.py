@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 ---
 module: ragflow_e2e
 short_description: Check a RAGFlow deployment end to end through its HTTP API, and clean up after itself
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - >-
     Runs through RAGFlow's HTTP API (C(/api/v1), with an API key) what an operator checks by hand after

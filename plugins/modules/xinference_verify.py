@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 ---
 module: xinference_verify
 short_description: Verify an Xinference gateway and its models with one real request each
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - >-
     Checks an Xinference server (4.x RESTful API) the way an operator does by hand with C(curl),

@@ -222,6 +222,16 @@ def test_a_model_healing_did_not_relaunch_is_named_so():
     assert checks["model lab-chat"]["value"].startswith("healed: dead worker, NOT relaunched (chat refused)")
 
 
+def test_a_model_that_answers_again_before_its_relaunch_says_so():
+    results = {"xinference": XINFERENCE_HEALTHY, "xinference_first": XINFERENCE_DEAD, "healed": []}
+
+    checks = by_name(stack_report.build_report("sup", results, None, {}, 10))
+
+    assert checks["model lab-chat"]["value"] == (
+        "healed: dead worker, answering again without a relaunch (chat refused); after relaunch: ttft 0.31 s"
+    )
+
+
 def test_a_report_without_healing_keeps_the_dead_worker_failure():
     report = stack_report.build_report("sup", {"xinference": XINFERENCE_DEAD}, None, {}, 10)
 
