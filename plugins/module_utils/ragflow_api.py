@@ -110,6 +110,7 @@ class RagflowApi:
         self.generation = None
         self.session = None
         self.tenant_id = None
+        self.health = {}
 
     def _request(self, method, path, body=None):
         """(status, headers, parsed JSON or None) for any HTTP status; RagflowError when unreachable."""
@@ -122,29 +123,36 @@ class RagflowApi:
             raise RagflowError("RAGFlow is not reachable at %s: %s" % (self.base_url, exc.reason)) from exc
         return status, response_headers, parse_json(raw)
 
-    def detect(self):
-        """Pick the URL layout from where /system/healthz answers, and insist the database is up."""
+    def probe(self):
+        """Pick the URL layout from where /system/healthz answers; keep its report in `health`
+        ({component: "ok"/"nok"}) without judging it. Returns the generation."""
         for generation, layout in API_LAYOUTS.items():
             status, _headers, health = self._request("GET", layout["healthz"])
             if status == 404:
                 continue
             if not isinstance(health, dict):
                 raise RagflowError(
-                    "%s%s answered HTTP %s without a health report: is this RAGFlow?"
+                    "%s%s answered HTTP %s without a health report: is base_url RAGFlow's API address?"
                     % (self.base_url, layout["healthz"], status)
                 )
-            # Tokens live in RAGFlow's database; other components (doc engine, storage) may be
-            # down without stopping token management, so only the database must be healthy.
-            if health.get("db") != "ok":
-                report = ", ".join("%s=%s" % item for item in sorted(health.items()) if isinstance(item[1], str))
-                raise RagflowError("RAGFlow at %s is not ready, its database is not ok: %s" % (self.base_url, report))
             self.generation = generation
             self.layout = layout
+            self.health = {key: value for key, value in health.items() if isinstance(value, str)}
             return generation
         raise RagflowError(
-            "no RAGFlow health check at %s (tried %s): is base_url the RAGFlow web address?"
+            "no RAGFlow health check at %s (tried %s): is base_url RAGFlow's API address?"
             % (self.base_url, " and ".join(layout["healthz"] for layout in API_LAYOUTS.values()))
         )
+
+    def detect(self):
+        """probe(), insisting the database is up."""
+        generation = self.probe()
+        # Tokens live in RAGFlow's database; other components (doc engine, storage) may be
+        # down without stopping token management, so only the database must be healthy.
+        if self.health.get("db") != "ok":
+            report = ", ".join("%s=%s" % item for item in sorted(self.health.items()))
+            raise RagflowError("RAGFlow at %s is not ready, its database is not ok: %s" % (self.base_url, report))
+        return generation
 
     def sign_in(self, email, password, public_key):
         """Detect the API generation, then log in as the web UI does; returns the generation."""

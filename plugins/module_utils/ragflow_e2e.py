@@ -25,7 +25,6 @@ from urllib.parse import quote, urlsplit
 
 from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow import RagflowError
 from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow_api import (
-    API_LAYOUTS,
     CODE_AUTHENTICATION_ERROR,
     RagflowApi,
     unwrap,
@@ -177,7 +176,6 @@ class RagflowSdk(RagflowApi):
     def __init__(self, base_url, api_key, timeout=30, validate_certs=True):
         super().__init__(base_url, timeout, validate_certs)
         self.session = "Bearer %s" % api_key
-        self.health = {}
 
     def _request(self, method, path, body=None):
         try:
@@ -187,29 +185,6 @@ class RagflowSdk(RagflowApi):
         except (OSError, HTTPException) as exc:
             # The answer broke off while it was read (timeout, reset): the request itself got through.
             raise Unanswered("RAGFlow's answer to %s %s broke off: %s" % (method, path, exc)) from exc
-
-    def probe(self):
-        """The API generation from where /system/healthz answers, and its report (kept, not judged).
-
-        Unlike RagflowApi.detect(), a component that is down does not stop the check: the steps show
-        what it breaks, and the diagnosis names the component.
-        """
-        for generation, layout in API_LAYOUTS.items():
-            status, _headers, health = self._request("GET", layout["healthz"])
-            if status == 404:
-                continue
-            if not isinstance(health, dict):
-                raise RagflowError(
-                    "%s%s answered HTTP %s without a health report: is base_url RAGFlow's API address?"
-                    % (self.base_url, layout["healthz"], status)
-                )
-            self.generation, self.layout = generation, layout
-            self.health = {key: value for key, value in health.items() if isinstance(value, str)}
-            return generation
-        raise RagflowError(
-            "no RAGFlow health check at %s (tried %s): is base_url RAGFlow's API address?"
-            % (self.base_url, " and ".join(layout["healthz"] for layout in API_LAYOUTS.values()))
-        )
 
     def unhealthy(self):
         return sorted(key for key, value in self.health.items() if key != "status" and value != "ok")

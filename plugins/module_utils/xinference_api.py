@@ -23,6 +23,15 @@ from ansible_collections.llmops.ragstack.plugins.module_utils.xinference import 
 PROBE_TEXT = "ping"
 
 
+def xinference_connection_argument_spec():
+    """The options of every module that calls Xinference (doc fragment llmops.ragstack.xinference)."""
+    return dict(
+        endpoint=dict(type="str", required=True),
+        api_key=dict(type="str", no_log=True),
+        validate_certs=dict(type="bool", default=True),
+    )
+
+
 class NoAnswer(XinferenceError):
     """Xinference did not answer at all; `reason` is what the transport said (refused, timeout...)."""
 

@@ -35,22 +35,6 @@ description:
 author:
   - llmops.ragstack developers (@llmops)
 options:
-  endpoint:
-    description:
-      - Xinference's HTTP address (the supervisor's in a cluster), for example V(http://127.0.0.1:9997).
-    type: str
-    required: true
-  api_key:
-    description:
-      - >-
-        Key sent as C(Authorization: Bearer). Xinference 4.x requires one unless the server runs
-        with C(XINFERENCE_AUTH_ADVANCED=0).
-    type: str
-  validate_certs:
-    description:
-      - Verify the TLS certificate of an V(https) O(endpoint).
-    type: bool
-    default: true
   timeout:
     description:
       - Seconds to wait for one HTTP answer; a health probe of a large LLM may need more than the default.
@@ -172,6 +156,7 @@ attributes:
     support: partial
     details: Idempotent unless O(state=restarted) or O(recreate=always), which relaunch on every run.
 extends_documentation_fragment:
+  - llmops.ragstack.xinference
   - llmops.ragstack.attributes
 notes:
   - Xinference answers 400 C(Model not found in the model list) for an unknown uid and 503 while a
@@ -273,15 +258,16 @@ model:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.llmops.ragstack.plugins.module_utils.xinference import XinferenceError, ensure_model
-from ansible_collections.llmops.ragstack.plugins.module_utils.xinference_api import XinferenceApi
+from ansible_collections.llmops.ragstack.plugins.module_utils.xinference_api import (
+    XinferenceApi,
+    xinference_connection_argument_spec,
+)
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            endpoint=dict(type="str", required=True),
-            api_key=dict(type="str", no_log=True),
-            validate_certs=dict(type="bool", default=True),
+            **xinference_connection_argument_spec(),
             timeout=dict(type="int", default=60),
             model_uid=dict(type="str"),
             model_name=dict(type="str"),

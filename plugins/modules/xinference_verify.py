@@ -36,21 +36,6 @@ description:
 author:
   - llmops.ragstack developers (@llmops)
 options:
-  endpoint:
-    description:
-      - Xinference's HTTP address (the supervisor's in a cluster), for example V(http://127.0.0.1:9997).
-    type: str
-    required: true
-  api_key:
-    description:
-      - >-
-        Key sent as C(Authorization: Bearer); a server that refuses it fails the C(gateway) check.
-    type: str
-  validate_certs:
-    description:
-      - Verify the TLS certificate of an V(https) O(endpoint).
-    type: bool
-    default: true
   timeout:
     description:
       - Seconds to wait for one HTTP answer (the model list, a describe, an embedding, a rerank).
@@ -91,6 +76,7 @@ attributes:
     support: full
     details: It changes nothing; C(changed) is always V(false).
 extends_documentation_fragment:
+  - llmops.ragstack.xinference
   - llmops.ragstack.attributes
 notes:
   - >-
@@ -218,7 +204,10 @@ failed_checks:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.llmops.ragstack.plugins.module_utils.xinference import XinferenceError
-from ansible_collections.llmops.ragstack.plugins.module_utils.xinference_api import XinferenceApi
+from ansible_collections.llmops.ragstack.plugins.module_utils.xinference_api import (
+    XinferenceApi,
+    xinference_connection_argument_spec,
+)
 from ansible_collections.llmops.ragstack.plugins.module_utils.xinference_verify import verify
 
 MODEL_TYPES = ["LLM", "embedding", "rerank", "image", "audio", "video", "flexible"]
@@ -227,9 +216,7 @@ MODEL_TYPES = ["LLM", "embedding", "rerank", "image", "audio", "video", "flexibl
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            endpoint=dict(type="str", required=True),
-            api_key=dict(type="str", no_log=True),
-            validate_certs=dict(type="bool", default=True),
+            **xinference_connection_argument_spec(),
             timeout=dict(type="int", default=60),
             models=dict(
                 type="list",
