@@ -9,7 +9,7 @@ The tests share the lab and run in file order:
 3. Failure injection: one host's mirror is a port nothing listens on. The other hosts finish, the run
    fails, and that host's report names the stage and the cause.
 4. The next run, with the mirror back, converges that host and changes nothing anywhere (the failed
-   host had nothing left to change either); a check-mode run changes nothing.
+   host had nothing left to change either); a check-mode run, one host at a time, changes nothing.
 """
 
 import json
@@ -173,8 +173,9 @@ def test_a_host_that_cannot_reach_the_mirror_is_reported_and_the_others_finish(m
 
 
 def test_the_next_run_converges_and_changes_nothing_and_so_does_check_mode(main_job, first_run):
-    for flags in ((), ("--check",)):
-        proc, reports_dir = main_job.run(*flags)
+    # The check-mode run also rolls out one host at a time.
+    for flags, extra_vars in (((), {}), (("--check",), {"ragstack_serial": 1})):
+        proc, reports_dir = main_job.run(*flags, **extra_vars)
         assert proc.returncode == 0, report(proc)
         assert {host: counts["changed"] for host, counts in recap(proc).items()} == dict.fromkeys(
             [*ALL_HOSTS, "localhost"], 0
@@ -183,3 +184,5 @@ def test_the_next_run_converges_and_changes_nothing_and_so_does_check_mode(main_
             [*ALL_HOSTS, "localhost"], 0
         )
         assert {entry["verdict"] for entry in read_reports(reports_dir).values()} == {"pass"}
+        batches = proc.stdout.count("PLAY [Download the models through the mirror]")
+        assert batches == (len(GPU_HOSTS) if extra_vars else 1)
