@@ -14,6 +14,19 @@ VENV_BIN = REPO / ".venv" / "bin"
 LAB_VAULT_PASSWORD = REPO / "inventories" / "lab" / "vault-password.txt"
 
 
+def lab_playbook(playbook, *args):
+    """The argv of ansible-playbook running `playbook` against the lab inventory, its vault opened."""
+    return [
+        "ansible-playbook",
+        "-i",
+        "inventories/lab",
+        "--vault-password-file",
+        str(LAB_VAULT_PASSWORD),
+        str(playbook),
+        *args,
+    ]
+
+
 def tool_env(**overrides):
     env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ['PATH']}", ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
     env.update(overrides)

@@ -19,7 +19,7 @@ import subprocess
 import pytest
 import yaml
 
-from ..support import LAB_VAULT_PASSWORD, REPO, ModuleRunner, free_port, report, run_tool
+from ..support import LAB_VAULT_PASSWORD, REPO, ModuleRunner, free_port, lab_playbook, report, run_tool
 
 pytestmark = pytest.mark.lab
 
@@ -49,18 +49,7 @@ class MainJob:
         self.runs += 1
         reports = self.workdir / ("reports-%d" % self.runs)
         variables = {"stack_verify_report_dir": str(reports), **extra_vars}
-        argv = [
-            "ansible-playbook",
-            "-i",
-            "inventories/lab",
-            "--vault-password-file",
-            str(LAB_VAULT_PASSWORD),
-            "playbooks/site.yml",
-            "-e",
-            json.dumps(variables),
-            *flags,
-        ]
-        proc = run_tool(argv, ANSIBLE_NOCOLOR="1")
+        proc = run_tool(lab_playbook("playbooks/site.yml", "-e", json.dumps(variables), *flags), ANSIBLE_NOCOLOR="1")
         return proc, reports
 
 

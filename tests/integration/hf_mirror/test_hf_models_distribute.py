@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from ...support import LAB_VAULT_PASSWORD, report, run_tool
+from ...support import lab_playbook, report, run_tool
 from .repos import fixture_files
 
 pytestmark = pytest.mark.lab
@@ -78,14 +78,7 @@ def test_controller_downloads_once_and_distributes_to_lab_hosts(fake_hub, lab_ro
     }
     play = {"name": "Models", "hosts": "gpu_hosts", "gather_facts": False, "vars": role_vars}
     playbook.write_text(json.dumps([{**play, "roles": ["llmops.ragstack.hf_models"]}]))
-    argv = [
-        "ansible-playbook",
-        "-i",
-        "inventories/lab",
-        "--vault-password-file",
-        str(LAB_VAULT_PASSWORD),
-        str(playbook),
-    ]
+    argv = lab_playbook(playbook)
 
     first = run_tool(argv, ANSIBLE_NOCOLOR="1")
     assert first.returncode == 0, report(first)
