@@ -52,7 +52,7 @@ HOST_PACKAGES = {
 DOCKERD_LOG = Path("/var/log/ragstack-lab-dockerd.log")
 DEBIAN_MIRROR = os.environ.get("LAB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 SPEC_LABEL = "io.llmops.ragstack.spec"
-XINFERENCE_VENV = REPO / ".cache" / "xinference-venv"
+XINFERENCE_VENV = mirror.XINFERENCE_VENV
 XINFERENCE_VENV_IN_HOST = "/opt/xinference-venv"
 # The compose project the main job deploys RAGFlow as (inventories/lab/host_vars/ragstack-lab-ragflow.yml).
 RAGFLOW_PROJECT = "ragstack-lab-stack"
