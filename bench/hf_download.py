@@ -28,8 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.integration.hf_mirror.fake_hub import FakeHub  # noqa: E402 - needs the repo root on sys.path
-from tests.support import ModuleRunner  # noqa: E402
+from testkit.hf_mirror.fake_hub import FakeHub  # noqa: E402 - needs the repo root on sys.path
+from testkit.support import ModuleRunner  # noqa: E402
 
 VENV_BIN = REPO / ".venv" / "bin"
 MB = 1024 * 1024

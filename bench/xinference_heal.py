@@ -26,9 +26,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / ".collections"))
 
-from tests.integration.xinference.conftest import XINFERENCE_VENV, Cluster, run_module  # noqa: E402
-from tests.integration.xinference.test_xinference_model import tiny_llm  # noqa: E402
-from tests.support import ModuleRunner  # noqa: E402
+from testkit.support import ModuleRunner  # noqa: E402
+from testkit.xinference import (  # noqa: E402
+    XINFERENCE_VENV,
+    Cluster,
+    run_module,
+    tiny_llm,
+)
 
 
 def write_models(directory):

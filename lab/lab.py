@@ -31,6 +31,8 @@ from pathlib import Path
 import mirror
 import yaml
 
+from testkit.support import XINFERENCE_VENV, venv_python_home
+
 REPO = Path(__file__).resolve().parent.parent
 IMAGES_FILE = REPO / "lab" / "images.yml"
 LAB_INVENTORY = REPO / "inventories" / "lab"
@@ -52,7 +54,6 @@ HOST_PACKAGES = {
 DOCKERD_LOG = Path("/var/log/ragstack-lab-dockerd.log")
 DEBIAN_MIRROR = os.environ.get("LAB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 SPEC_LABEL = "io.llmops.ragstack.spec"
-XINFERENCE_VENV = mirror.XINFERENCE_VENV
 XINFERENCE_VENV_IN_HOST = "/opt/xinference-venv"
 # The compose project the main job deploys RAGFlow as (inventories/lab/host_vars/ragstack-lab-ragflow.yml).
 RAGFLOW_PROJECT = "ragstack-lab-stack"
@@ -251,20 +252,11 @@ def container_state(name: str) -> tuple[str, str] | None:
     return status, spec
 
 
-def venv_python_home() -> Path:
-    """The Python installation the Xinference venv was made from (pyvenv.cfg `home` is its bin/)."""
-    config = XINFERENCE_VENV / "pyvenv.cfg"
-    if not config.is_file():
-        raise LabError(f"{XINFERENCE_VENV} is missing: run `make xinference-venv` first")
-    for line in config.read_text().splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() == "home":
-            return Path(value.strip()).parent
-    raise LabError(f"{config} names no home")
-
-
 def host_run_options() -> list[str]:
-    python_home = venv_python_home()
+    try:
+        python_home = venv_python_home()
+    except (FileNotFoundError, ValueError) as exc:
+        raise LabError(str(exc)) from exc
     return [
         "--network",
         "host",

@@ -24,7 +24,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from tests.integration.hf_mirror.repos import GitMirrorRepo  # noqa: E402
+from testkit.hf_mirror.repos import GitMirrorRepo  # noqa: E402
+from testkit.support import XINFERENCE_VENV  # noqa: E402
 
 STATE = REPO / ".cache" / "lab"
 MIRRORS = STATE / "mirror"
@@ -33,7 +34,6 @@ LOG_FILE = STATE / "olah.log"
 # Below the ephemeral range, where the tests' own servers take their ports.
 PORT = 18090
 URL = "http://127.0.0.1:%d" % PORT
-XINFERENCE_VENV = REPO / ".cache" / "xinference-venv"
 TINY_MODELS = REPO / "lab" / "xinference" / "tiny_models.py"
 # repo id on the lab mirror -> folder of the model's files.
 MODEL_REPOS = {

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from .support import REPO
+from testkit.support import REPO
 
 COLLECTIONS = REPO / ".collections"
 LAB_IMAGE = "ragstack-lab/host:bookworm"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """STAND-IN, not RAGFlow: the ragflow-cpu service of the lab's compose project.
 
-It serves the fake RAGFlow API of tests/integration/ragflow/fake_ragflow_datasets.py (login, tokens,
+It serves the fake RAGFlow API of testkit/ragflow/fake_ragflow_datasets.py (login, tokens,
 model providers, and the /api/v1 datasets, documents, retrieval and chats that ragflow_e2e checks;
 compose mounts that package at /opt/double/ragflow_double) on port 9380,
 RAGFlow's API port, with what the real server takes from its deployment:

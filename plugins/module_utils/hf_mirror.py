@@ -48,12 +48,12 @@ from ansible_collections.llmops.ragstack.plugins.module_utils.hf_transfer import
     PartState,
     Progress,
 )
+from ansible_collections.llmops.ragstack.plugins.module_utils.proxy import ignored_proxy_variables
 
 DEFAULT_ENDPOINT = "https://hf-mirror.com"
 API_REPO_TYPES = {"model": "models", "dataset": "datasets"}
 VERIFY_MODES = ("size", "sha256")
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
-PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 RemoteFile = namedtuple("RemoteFile", "path size etag is_lfs")
 # action: download, skip; note says why (shown to the operator).
@@ -93,9 +93,7 @@ class MirrorClient:
 
     def ignored_proxy_variables(self):
         """Proxy variables set in the environment that this client does not use (use_proxy: false)."""
-        if self.use_proxy:
-            return []
-        return sorted(name for name in os.environ if name.lower() in PROXY_VARIABLES and os.environ[name])
+        return ignored_proxy_variables(self.use_proxy)
 
     def proxy_for(self, url):
         if not self.use_proxy:

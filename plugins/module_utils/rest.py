@@ -10,6 +10,8 @@ from urllib.error import HTTPError
 
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.llmops.ragstack.plugins.module_utils.proxy import describe_proxy_failure
+
 
 class Unreachable(Exception):
     """No HTTP answer: connection refused, DNS, TLS, timeout, or a URL urllib cannot parse."""
@@ -19,19 +21,37 @@ class Unreachable(Exception):
         self.reason = reason
 
 
-def open_request(url, method, data, headers, *, timeout, validate_certs):
-    """The response to `data` (bytes or None), unread, for any HTTP status; Unreachable on no answer."""
+class ProxyFailed(Unreachable):
+    """No answer through a proxy taken from the environment (use_proxy: true); the message names it."""
+
+
+def open_request(url, method, data, headers, *, timeout, validate_certs, use_proxy=False):
+    """The response to `data` (bytes or None), unread, for any HTTP status; Unreachable on no answer.
+
+    Proxy variables are ignored unless `use_proxy` (module_utils/proxy.py says why)."""
     try:
-        return open_url(url, data=data, method=method, headers=headers, timeout=timeout, validate_certs=validate_certs)
+        return open_url(
+            url,
+            data=data,
+            method=method,
+            headers=headers,
+            timeout=timeout,
+            validate_certs=validate_certs,
+            use_proxy=use_proxy,
+        )
     except HTTPError as exc:
         return exc
     # URLError (refused, DNS, TLS) and socket timeouts are OSErrors; ValueError is a URL urllib
     # cannot parse.
     except (OSError, ValueError) as exc:
-        raise Unreachable(getattr(exc, "reason", exc)) from exc
+        reason = getattr(exc, "reason", exc)
+        through_proxy = describe_proxy_failure(url, reason) if use_proxy else None
+        if through_proxy:
+            raise ProxyFailed(through_proxy) from exc
+        raise Unreachable(reason) from exc
 
 
-def open_json_request(url, method, body=None, headers=None, *, timeout=30, validate_certs=True):
+def open_json_request(url, method, body=None, headers=None, *, timeout=30, validate_certs=True, use_proxy=False):
     """Send `body` as JSON; return (status, response headers, the unread response) for any status.
 
     For reading an answer as it arrives (server-sent events): each read waits at most `timeout`
@@ -39,14 +59,16 @@ def open_json_request(url, method, body=None, headers=None, *, timeout=30, valid
     all_headers = {"Content-Type": "application/json"}
     all_headers.update(headers or {})
     data = json.dumps(body).encode("utf-8") if body is not None else None
-    response = open_request(url, method, data, all_headers, timeout=timeout, validate_certs=validate_certs)
+    response = open_request(
+        url, method, data, all_headers, timeout=timeout, validate_certs=validate_certs, use_proxy=use_proxy
+    )
     return response.getcode(), response.headers, response
 
 
-def json_request(url, method, body=None, headers=None, *, timeout=30, validate_certs=True):
+def json_request(url, method, body=None, headers=None, *, timeout=30, validate_certs=True, use_proxy=False):
     """Send `body` as JSON; return (status, response headers, raw response body) for any status."""
     status, response_headers, response = open_json_request(
-        url, method, body, headers, timeout=timeout, validate_certs=validate_certs
+        url, method, body, headers, timeout=timeout, validate_certs=validate_certs, use_proxy=use_proxy
     )
     return status, response_headers, response.read()
 
@@ -59,7 +81,7 @@ def parse_json(raw, not_json=None):
         return not_json
 
 
-def multipart_request(url, fields, headers=None, *, method="POST", timeout=30, validate_certs=True):
+def multipart_request(url, fields, headers=None, *, method="POST", timeout=30, validate_certs=True, use_proxy=False):
     """Send `fields` as multipart/form-data; return (status, response headers, raw response body) for any status.
 
     `fields` maps a form field name to a str (a plain field) or to (filename, bytes, content type) (a file).
@@ -83,7 +105,9 @@ def multipart_request(url, fields, headers=None, *, method="POST", timeout=30, v
     data = b"".join(parts) + ("--%s--\r\n" % boundary).encode("ascii")
     all_headers = dict(headers or {})
     all_headers["Content-Type"] = "multipart/form-data; boundary=%s" % boundary
-    response = open_request(url, method, data, all_headers, timeout=timeout, validate_certs=validate_certs)
+    response = open_request(
+        url, method, data, all_headers, timeout=timeout, validate_certs=validate_certs, use_proxy=use_proxy
+    )
     return response.getcode(), response.headers, response.read()
 
 

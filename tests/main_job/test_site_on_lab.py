@@ -19,7 +19,7 @@ import subprocess
 import pytest
 import yaml
 
-from ..support import LAB_VAULT_PASSWORD, REPO, ModuleRunner, free_port, lab_playbook, report, run_tool
+from testkit.support import LAB_VAULT_PASSWORD, REPO, ModuleRunner, free_port, lab_playbook, report, run_tool
 
 pytestmark = pytest.mark.lab
 

@@ -1,13 +1,8 @@
 """Each molecule scenario, run in full (create, converge, idempotence, verify, destroy)."""
 
-import sys
-
 import pytest
 
-from ..support import REPO, report, run_tool
-
-sys.path.insert(0, str(REPO / "lab"))
-import lab
+from testkit.support import REPO, report, run_tool, venv_python_home
 
 pytestmark = [pytest.mark.molecule, pytest.mark.lab]
 
@@ -21,6 +16,6 @@ def test_molecule_scenario(lab_image, scenario):
         ANSIBLE_FORCE_COLOR="0",
         NO_COLOR="1",
         # multi_host mounts the lab's Xinference venv and the Python it was built from.
-        RAGSTACK_LAB_PYTHON_HOME=str(lab.venv_python_home()),
+        RAGSTACK_LAB_PYTHON_HOME=str(venv_python_home()),
     )
     assert proc.returncode == 0, report(proc)

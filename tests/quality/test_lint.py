@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from ..support import REPO, report, run_tool
+from testkit.support import REPO, report, run_tool
 
 pytestmark = pytest.mark.lint
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from ...support import ModuleRunner, free_port, module_environment
-from .fake_hub import FakeHub
-from .repos import GitMirrorRepo
+from testkit.hf_mirror.fake_hub import FakeHub
+from testkit.hf_mirror.repos import GitMirrorRepo
+from testkit.support import ModuleRunner, free_port, module_environment
 
 
 @pytest.fixture

@@ -13,10 +13,9 @@ import pytest
 from ansible_collections.llmops.ragstack.plugins.module_utils import hf_transfer
 from ansible_collections.llmops.ragstack.plugins.module_utils.hf_errors import DiskFull
 from ansible_collections.llmops.ragstack.plugins.module_utils.hf_mirror import MirrorClient, download_repo
-
-from ...support import free_port
-from .intercepting_proxy import InterceptingProxy
-from .repos import BIG_FILE, BIG_SIZE, assert_matches, fixture_files, tree_snapshot
+from testkit.hf_mirror.intercepting_proxy import InterceptingProxy
+from testkit.hf_mirror.repos import BIG_FILE, BIG_SIZE, assert_matches, fixture_files, tree_snapshot
+from testkit.support import free_port
 
 pytestmark = pytest.mark.integration
 

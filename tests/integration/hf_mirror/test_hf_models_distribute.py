@@ -11,8 +11,8 @@ from collections import Counter
 
 import pytest
 
-from ...support import lab_playbook, report, run_tool
-from .repos import fixture_files
+from testkit.hf_mirror.repos import fixture_files
+from testkit.support import lab_playbook, report, run_tool
 
 pytestmark = pytest.mark.lab
 

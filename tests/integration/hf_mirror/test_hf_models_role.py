@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from ...support import REPO, module_environment
-from .repos import assert_matches, fixture_files
+from testkit.hf_mirror.repos import assert_matches, fixture_files
+from testkit.support import REPO, module_environment
 
 pytestmark = pytest.mark.integration
 

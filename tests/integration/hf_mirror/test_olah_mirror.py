@@ -7,8 +7,8 @@ import json
 import pytest
 from huggingface_hub import snapshot_download
 
-from ...support import ansible_adhoc
-from .repos import assert_matches, fixture_files, tree_snapshot
+from testkit.hf_mirror.repos import assert_matches, fixture_files, tree_snapshot
+from testkit.support import ansible_adhoc
 
 pytestmark = pytest.mark.integration
 

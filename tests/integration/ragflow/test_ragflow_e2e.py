@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from ...support import ModuleRunner, ansible_adhoc, free_port
-from .fake_ragflow_datasets import FakeRagflowDatasets
+from testkit.ragflow.fake_ragflow_datasets import FakeRagflowDatasets
+from testkit.support import ModuleRunner, ansible_adhoc, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from ...support import free_port
+from testkit.support import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -6,9 +6,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from ...support import free_port
-from .conftest import DB_PASSWORD, DB_USER
-from .ragflow_schema import RAGFLOW_TABLES
+from testkit.mariadb import DB_PASSWORD, DB_USER
+from testkit.ragflow.ragflow_schema import RAGFLOW_TABLES
+from testkit.support import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ...support import ModuleRunner
-from ..ragflow.fake_ragflow_providers import FakeRagflowProviders
+from testkit.ragflow.fake_ragflow_providers import FakeRagflowProviders
+from testkit.support import ModuleRunner
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ...support import free_port
+from testkit.support import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ...support import REPO, free_port, report, run_tool
+from testkit.support import REPO, free_port, report, run_tool
 
 pytestmark = pytest.mark.lab
 

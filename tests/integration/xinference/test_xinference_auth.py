@@ -2,7 +2,7 @@
 
 import pytest
 
-from .conftest import Cluster, run_module
+from testkit.xinference import Cluster, run_module
 
 pytestmark = pytest.mark.integration
 

@@ -7,48 +7,10 @@ next tests change, restart, terminate and heal, so that the set stays within a f
 import pytest
 import requests
 
-from ...support import free_port
-from .conftest import run_module
+from testkit.support import free_port
+from testkit.xinference import embedding, run_module, tiny_llm
 
 pytestmark = pytest.mark.integration
-
-BNB_4BIT = {
-    # Strings, as `xinference launch -qc` takes them: the module types them as the CLI does.
-    "load_in_4bit": "true",
-    "bnb_4bit_quant_type": "nf4",
-    "bnb_4bit_compute_dtype": "float16",
-    "bnb_4bit_use_double_quant": "true",
-}
-
-
-def embedding(cluster, models, **options):
-    return {
-        "endpoint": cluster.endpoint,
-        "model_uid": "minilm",
-        "model_name": "bge-small-en-v1.5",
-        "model_type": "embedding",
-        "model_path": models["minilm"],
-        "n_gpu": "cpu",
-        "wait_timeout": 180,
-        **options,
-    }
-
-
-def tiny_llm(cluster, models, **options):
-    return {
-        "endpoint": cluster.endpoint,
-        "model_uid": "tiny-qwen2",
-        "model_name": "qwen2.5-instruct",
-        "model_engine": "transformers",
-        "model_format": "pytorch",
-        "model_size_in_billions": "0_5",
-        "quantization": "none",
-        "model_path": models["qwen2"],
-        "n_gpu": "cpu",
-        "quantization_config": BNB_4BIT,
-        "wait_timeout": 240,
-        **options,
-    }
 
 
 def describe(cluster, model_uid):

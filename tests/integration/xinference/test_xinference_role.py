@@ -9,8 +9,8 @@ import json
 import pytest
 import yaml
 
-from ...support import REPO, report, run_tool
-from .test_xinference_model import embedding, tiny_llm
+from testkit.support import REPO, report, run_tool
+from testkit.xinference import embedding, tiny_llm
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,8 @@ import time
 
 import pytest
 
-from ...support import ModuleRunner, ansible_adhoc
-from .conftest import run_module
-from .test_xinference_model import embedding, tiny_llm
+from testkit.support import ModuleRunner, ansible_adhoc
+from testkit.xinference import embedding, run_module, tiny_llm
 
 pytestmark = pytest.mark.integration
 

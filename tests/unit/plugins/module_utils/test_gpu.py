@@ -1,9 +1,8 @@
 import pytest
 
 from ansible_collections.llmops.ragstack.plugins.module_utils import gpu
-
-from ....support import REPO
-from ...conftest import MIB, FakeGpu, FakeNVML
+from testkit.nvml import MIB, FakeGpu, FakeNVML
+from testkit.support import REPO
 
 pytestmark = pytest.mark.unit
 

@@ -7,8 +7,7 @@ import json
 import pytest
 
 from ansible_collections.llmops.ragstack.plugins.module_utils import gpu, host_memory, stack_report
-
-from ...conftest import MIB, FakeGpu, FakeNVML
+from testkit.nvml import MIB, FakeGpu, FakeNVML
 
 pytestmark = pytest.mark.unit
 

@@ -31,8 +31,7 @@ from ansible_collections.llmops.ragstack.plugins.module_utils.xinference_verify 
     sse_data,
     verify,
 )
-
-from ....support import ModuleRunner
+from testkit.support import ModuleRunner
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from ....support import REPO, ModuleRunner
+from testkit.support import REPO, ModuleRunner
 
 pytestmark = pytest.mark.unit
 

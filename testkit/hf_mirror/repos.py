@@ -12,7 +12,7 @@ import random
 import subprocess
 from pathlib import Path
 
-from .fake_hub import is_lfs
+from testkit.hf_mirror.fake_hub import is_lfs
 
 BIG_FILE = "model.safetensors"
 BIG_SIZE = 12 * 1024 * 1024

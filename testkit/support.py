@@ -12,6 +12,20 @@ REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = REPO / ".venv" / "bin"
 # The lab inventory's secrets are vaulted with this lab-only password.
 LAB_VAULT_PASSWORD = REPO / "inventories" / "lab" / "vault-password.txt"
+# The real Xinference server (CPU) that lab/xinference/setup_venv.py builds, for tests and lab hosts.
+XINFERENCE_VENV = REPO / ".cache" / "xinference-venv"
+
+
+def venv_python_home() -> Path:
+    """The Python installation the Xinference venv was made from (pyvenv.cfg `home` is its bin/)."""
+    config = XINFERENCE_VENV / "pyvenv.cfg"
+    if not config.is_file():
+        raise FileNotFoundError(f"{XINFERENCE_VENV} is missing: run `make xinference-venv` first")
+    for line in config.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "home":
+            return Path(value.strip()).parent
+    raise ValueError(f"{config} names no home")
 
 
 def lab_playbook(playbook, *args):

@@ -1,0 +1,1 @@
+"""Hugging Face side: a fault-injecting hub double, fixture repos, an intercepting proxy."""
