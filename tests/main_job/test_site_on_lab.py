@@ -1,6 +1,8 @@
 """The README's main job: playbooks/site.yml against the lab inventory, as `make run` runs it.
 
 The tests share the lab and run in file order:
+0. The lab is created anew (its hosts, RAGFlow's project and the mirror), and `site.yml --check` runs
+   on it first: every stage says what it would change, nothing fails, and nothing is deployed.
 1. A first run, with -vvv, deploys (or converges) the whole stack: three GPU-host containers (the
    real Xinference on CPU as supervisor + two workers, models from the lab's olah mirror) and
    RAGFlow's compose project on this machine (real MariaDB and Redis, stand-ins for es01, minio and
@@ -15,11 +17,19 @@ The tests share the lab and run in file order:
 import json
 import re
 import subprocess
+import sys
 
 import pytest
 import yaml
 
 from testkit.support import LAB_VAULT_PASSWORD, REPO, ModuleRunner, free_port, lab_playbook, report, run_tool
+
+RAGFLOW_PROJECT = "ragstack-lab-stack"
+STAGE_PLAYS = {
+    "models": "Download the models through the mirror",
+    "xinference": "Serve the models with Xinference",
+    "ragflow": "Deploy RAGFlow and connect it to Xinference",
+}
 
 pytestmark = pytest.mark.lab
 
@@ -69,12 +79,57 @@ def verdicts(host_report):
     return {check["name"]: check["verdict"] for check in host_report["checks"]}
 
 
+def play_output(proc, play):
+    """The part of the output of the play named `play` (up to the next play or the recap)."""
+    start = proc.stdout.index("PLAY [%s]" % play)
+    ends = [proc.stdout.find(marker, start + 1) for marker in ("\nPLAY [", "\nPLAY RECAP")]
+    return proc.stdout[start : min(end for end in ends if end != -1)]
+
+
+def host_shell(host, command):
+    return subprocess.run(["docker", "exec", host, "sh", "-c", command], capture_output=True, text=True, check=False)
+
+
 @pytest.fixture(scope="module")
-def main_job(lab_image, tmp_path_factory):
-    # RAGFlow's containers carry the lab label too: their image is one of the lab's.
-    if not set(GPU_HOSTS) <= set(lab_hosts()):
-        pytest.fail(f"lab hosts are not running ({lab_hosts()}): run `make lab` first", pytrace=False)
+def fresh_lab(lab_image):
+    """The lab created anew: new host containers, no RAGFlow project, the mirror restarted."""
+    for action in ("down", "up"):
+        proc = run_tool([sys.executable, "lab/lab.py", action])
+        assert proc.returncode == 0, report(proc)
+    assert set(GPU_HOSTS) <= set(lab_hosts())
+
+
+@pytest.fixture(scope="module")
+def main_job(fresh_lab, tmp_path_factory):
     return MainJob(tmp_path_factory.mktemp("main-job"))
+
+
+def test_check_mode_on_a_fresh_lab_passes_reports_each_stage_and_deploys_nothing(main_job):
+    proc, reports_dir = main_job.run("--check")
+    assert proc.returncode == 0, report(proc)
+    assert {host: counts["failed"] for host, counts in recap(proc).items()} == dict.fromkeys(
+        [*ALL_HOSTS, "localhost"], 0
+    ), proc.stdout[-5000:]
+    # Each deploying stage says what it would change.
+    for stage, play in STAGE_PLAYS.items():
+        assert "changed: [" in play_output(proc, play), "stage %s reports no change on a fresh lab" % stage
+    # ... and nothing was deployed: no model files, no Xinference process, no RAGFlow container.
+    for host in GPU_HOSTS:
+        models = host_shell(host, "find /opt/models -type f 2>/dev/null | head -1")
+        assert models.stdout.strip() == "", (host, models.stdout)
+        xinference = host_shell(host, "pgrep -f 'xinference-(supervisor|worker|local)'")
+        assert xinference.stdout.strip() == "", (host, xinference.stdout)
+    project = subprocess.run(
+        ["docker", "compose", "-p", RAGFLOW_PROJECT, "ps", "-a", "-q"], capture_output=True, text=True, check=True
+    )
+    assert project.stdout.strip() == ""
+    # What needs a running service is reported as not known yet, never as a failure.
+    reports = read_reports(reports_dir)
+    assert sorted(reports) == ALL_HOSTS
+    verdicts_seen = {
+        (host, check["name"]): check["verdict"] for host, entry in reports.items() for check in entry["checks"]
+    }
+    assert [check for check, verdict in verdicts_seen.items() if verdict == "fail"] == []
 
 
 @pytest.fixture(scope="module")
