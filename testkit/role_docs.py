@@ -90,7 +90,7 @@ def table(argument_specs, role_defaults=None):
     """The Markdown block for a role's argument_specs (the parsed file), a table per entry point; a
     variable whose spec has no default shows the one of `role_defaults` (defaults/main.yml, parsed)."""
     lines = []
-    for entry_point, spec in argument_specs["argument_specs"].items():
+    for entry_point, spec in (argument_specs.get("argument_specs") or {}).items():
         if entry_point != "main":
             lines += ["", f"Entry point `{entry_point}` (`tasks_from: {entry_point}.yml`):", ""]
         lines += ["| variable | type | default | meaning |", "| --- | --- | --- | --- |"]
@@ -104,7 +104,8 @@ def rewritten(readme_text, block, readme_name="README.md"):
     end = readme_text.find(END)
     if start < 0 or end < start or readme_text.count(BEGIN) != 1 or readme_text.count(END) != 1:
         raise ValueError(f"{readme_name}: needs the lines {BEGIN!r} and {END!r}, once each, in that order")
-    return readme_text[: start + len(BEGIN)] + "\n" + block + "\n" + readme_text[end:]
+    # Blank lines around the table keep Markdown renderers from reading a marker as a table row.
+    return readme_text[: start + len(BEGIN)] + "\n\n" + block + "\n\n" + readme_text[end:]
 
 
 def roles(repo=REPO):
@@ -113,7 +114,14 @@ def roles(repo=REPO):
 
 
 def _load(path):
-    return (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
+    """The parsed YAML file ({} when absent); ValueError naming the file when it is not valid YAML."""
+    try:
+        return (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = " line %d" % (where.line + 1) if where else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValueError(f"{path}:{line} is not valid YAML: {problem}") from error
 
 
 def expected_readme(role_dir):
@@ -128,7 +136,8 @@ def expected_readme(role_dir):
 def disagreements(role_dir):
     """Where defaults/main.yml and the main entry point's argument_specs disagree, one line each: a
     variable with a default but no spec, or a spec whose default is not the variable's default."""
-    options = _load(role_dir / "meta" / "argument_specs.yml")["argument_specs"]["main"].get("options") or {}
+    entry_points = _load(role_dir / "meta" / "argument_specs.yml").get("argument_specs") or {}
+    options = (entry_points.get("main") or {}).get("options") or {}
     where = f"roles/{role_dir.name}"
     lines = []
     for name, value in _load(role_dir / "defaults" / "main.yml").items():
@@ -147,11 +156,10 @@ def main(argv=None, repo=REPO):
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 when a table is out of date")
     args = parser.parse_args(argv)
     stale = []
-    problems = [line for role_dir in roles(repo) for line in disagreements(role_dir)]
-    for line in problems:
-        print(line, file=sys.stderr)
+    problems = []
     for role_dir in roles(repo):
         try:
+            problems += disagreements(role_dir)
             current, expected = expected_readme(role_dir)
         except ValueError as error:
             print(error, file=sys.stderr)
@@ -161,6 +169,8 @@ def main(argv=None, repo=REPO):
         stale.append(role_dir.name)
         if not args.check:
             (role_dir / "README.md").write_text(expected)
+    for line in problems:
+        print(line, file=sys.stderr)
     for name in stale:
         verb = "is out of date (run `make docs`)" if args.check else "rewritten"
         print(f"roles/{name}/README.md: variable table {verb}")

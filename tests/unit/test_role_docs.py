@@ -74,7 +74,7 @@ def test_table_renders_markup_choices_suboptions_and_entry_points():
 
 def test_rewritten_replaces_only_the_block_between_the_markers():
     text = f"# r\n\nbefore\n{role_docs.BEGIN}\nold | table\n{role_docs.END}\nafter\n"
-    assert role_docs.rewritten(text, "NEW") == f"# r\n\nbefore\n{role_docs.BEGIN}\nNEW\n{role_docs.END}\nafter\n"
+    assert role_docs.rewritten(text, "NEW") == f"# r\n\nbefore\n{role_docs.BEGIN}\n\nNEW\n\n{role_docs.END}\nafter\n"
 
 
 @pytest.mark.parametrize(
@@ -126,3 +126,14 @@ def test_a_default_without_a_spec_or_with_another_value_is_reported(tmp_path, ca
     ]
     assert role_docs.main(["--check"], repo=tmp_path) == 1
     assert "gpu_preflight_undocumented" in capsys.readouterr().err
+
+
+def test_argument_specs_that_are_not_yaml_are_one_line_naming_the_file(tmp_path, capsys):
+    role_dir = _copy_role(tmp_path)
+    specs_path = role_dir / "meta" / "argument_specs.yml"
+    specs_path.write_text(specs_path.read_text().replace("Fewest GPUs the host", "Fewest: GPUs the host"))
+
+    assert role_docs.main(["--check"], repo=tmp_path) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"{specs_path}: line " in err and "is not valid YAML: mapping values are not allowed here" in err
