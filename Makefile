@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup lab lab-down lab-status xinference-venv run test test-quick lint sanity unit integration molecule build clean
+.PHONY: setup lab lab-down lab-status xinference-venv run test test-quick lint sanity unit integration molecule build docs clean
 
 ## setup: create .venv from requirements.txt and link this checkout as the llmops.ragstack collection
 setup: $(VENV)/.installed $(COLLECTION_LINK)
@@ -52,6 +52,10 @@ lint sanity unit molecule: setup
 
 integration: setup xinference-venv
 	pytest -m $@
+
+## docs: the variable tables of the role READMEs, generated from each role's meta/argument_specs.yml
+docs: setup
+	$(PYTHON) -m testkit.role_docs
 
 ## build: the installable collection tarball
 build: setup

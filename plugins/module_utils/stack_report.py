@@ -158,7 +158,7 @@ def placement_checks(models, cluster_gpus):
                     FAIL,
                     "no GPU process titled 'Model: %s' on any GPU host (expected on GPU %s)" % (uid, expected),
                     "Xinference lists the model on a GPU but no process holds GPU memory for it: its worker "
-                    "process died (the field notes' case); terminate and relaunch it (stack_verify_heal: true)",
+                    "process died (a dead worker); terminate and relaunch it (stack_verify_heal: true)",
                     measured,
                 )
             )
