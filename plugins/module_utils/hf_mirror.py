@@ -45,8 +45,11 @@ from ansible_collections.llmops.ragstack.plugins.module_utils.hf_local_dir impor
 from ansible_collections.llmops.ragstack.plugins.module_utils.hf_transfer import (
     Aborted,
     FileDownload,
+    FileLocation,
     PartState,
     Progress,
+    origin,
+    without_query,
 )
 from ansible_collections.llmops.ragstack.plugins.module_utils.proxy import ignored_proxy_variables
 
@@ -88,8 +91,12 @@ class MirrorClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = "llmops.ragstack.hf_mirror_download"
-        if token:
-            self.session.headers["Authorization"] = "Bearer %s" % token
+
+    def auth_headers(self, url):
+        """The token, for the mirror's own origin only: never for a CDN host a redirect leads to."""
+        if self.token and origin(url) == origin(self.endpoint):
+            return {"Authorization": "Bearer %s" % self.token}
+        return {}
 
     def ignored_proxy_variables(self):
         """Proxy variables set in the environment that this client does not use (use_proxy: false)."""
@@ -109,6 +116,17 @@ class MirrorClient:
         if isinstance(exc, TransientHTTPError):
             return MirrorError(str(exc))
         if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:
+            if origin(exc.response.url) != origin(self.endpoint):
+                return MirrorError(
+                    "%s, where %s redirected the download, answered HTTP %d for %s: try again later, or "
+                    "another endpoint"
+                    % (
+                        origin(exc.response.url)[1],
+                        self.endpoint,
+                        exc.response.status_code,
+                        without_query(exc.response.url),
+                    )
+                )
             return MirrorError(describe_http_error(exc.response, self.label, revision, bool(self.token)))
         if isinstance(exc, requests.exceptions.RequestException):
             return MirrorError(
@@ -118,7 +136,7 @@ class MirrorClient:
 
     def get_json(self, url, revision, params=None):
         try:
-            response = self.session.get(url, params=params, timeout=self.timeout)
+            response = self.session.get(url, params=params, headers=self.auth_headers(url), timeout=self.timeout)
             response.raise_for_status()
         except requests.exceptions.RequestException as exc:
             raise self.explain(exc, revision) from exc
@@ -169,6 +187,10 @@ class MirrorClient:
     def file_url(self, commit, path):
         prefix = "" if self.repo_type == "model" else API_REPO_TYPES[self.repo_type] + "/"
         return "%s/%s%s/resolve/%s/%s" % (self.endpoint, prefix, self.repo_id, commit, quote(path, safe="/"))
+
+    def file_location(self, commit, path):
+        url = self.file_url(commit, path)
+        return FileLocation(self.session, url, auth_headers=self.auth_headers(url), timeout=self.timeout)
 
 
 def check_patterns(allow_patterns, ignore_patterns):
@@ -229,8 +251,7 @@ def run_downloads(
     def fetch(planned):
         remote = planned.remote
         FileDownload(
-            client.session,
-            client.file_url(commit, remote.path),
+            client.file_location(commit, remote.path),
             target=file_path(local_dir, remote.path),
             temp=temp_path(local_dir, remote.path, remote.etag),
             size=remote.size,
@@ -239,7 +260,6 @@ def run_downloads(
             progress=progress,
             connections=connections_per_file,
             retries=retries,
-            timeout=client.timeout,
             backoff=backoff,
             abort=abort,
         ).run()

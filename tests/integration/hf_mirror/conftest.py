@@ -27,6 +27,14 @@ def fake_hub():
     hub.stop()
 
 
+@pytest.fixture
+def cdn_hub():
+    """FakeHub serving LFS files as huggingface.co does: a 302 to a second loopback server, signed URLs."""
+    hub = FakeHub(cdn=True).start()
+    yield hub
+    hub.stop()
+
+
 class OlahMirror:
     """olah (PyPI) serving git repos from `mirrors-path` with `offline = true`: a real mirror, no upstream."""
 
