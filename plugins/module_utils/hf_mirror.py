@@ -21,7 +21,7 @@ import threading
 import time
 from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from ansible_collections.llmops.ragstack.plugins.module_utils.hf_errors import (
     DiskFull,
@@ -54,7 +54,7 @@ from ansible_collections.llmops.ragstack.plugins.module_utils.hf_transfer import
     origin,
     without_query,
 )
-from ansible_collections.llmops.ragstack.plugins.module_utils.proxy import ignored_proxy_variables
+from ansible_collections.llmops.ragstack.plugins.module_utils.proxy import ignored_proxy_variables, proxy_for
 
 DEFAULT_ENDPOINT = "https://hf-mirror.com"
 DEFAULT_REVISION = "main"
@@ -79,6 +79,15 @@ class MirrorClient:
     def __init__(self, endpoint, repo_type, repo_id, *, token=None, timeout=30, use_proxy=False, ca_bundle=None):
         if repo_type not in API_REPO_TYPES:
             raise MirrorError("repo_type must be one of %s, not %r" % (", ".join(API_REPO_TYPES), repo_type))
+        try:
+            parts = urlsplit(endpoint)
+            usable = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+        except ValueError:
+            usable = False
+        if not usable:
+            raise MirrorError(
+                "endpoint %r is not an http(s) URL: give a mirror's base URL, such as %s" % (endpoint, DEFAULT_ENDPOINT)
+            )
         self.endpoint = endpoint.rstrip("/")
         self.repo_type = repo_type
         self.repo_id = repo_id
@@ -107,11 +116,11 @@ class MirrorClient:
         return ignored_proxy_variables(self.use_proxy)
 
     def proxy_for(self, url):
+        """The proxy that carried a request to `url` and the variable it came from, for messages; None if none."""
         if not self.use_proxy:
             return None
-        proxies = requests.utils.get_environ_proxies(url)
-        scheme = url.split(":", 1)[0]
-        return proxies.get(scheme) or proxies.get("all")
+        variable, proxy = proxy_for(url, schemes=(urlsplit(url).scheme, "all"))
+        return "%s (from %s)" % (proxy, variable) if proxy else None
 
     def explain(self, exc, revision):
         """Turn any failure of a request into a MirrorError with one clear line."""
@@ -140,6 +149,10 @@ class MirrorClient:
             )
         message = describe_http_error(response, self.label, revision, bool(self.token))
         if response.headers.get("X-Error-Code") == "RepoNotFound":
+            path = urlsplit(self.endpoint).path
+            if path not in ("", "/"):
+                # A wrong path prefix reaches the mirror's catch-all route, which answers as for a missing repo.
+                message += "; or drop the path %s from endpoint: mirrors serve the Hub API at their root" % path
             return RepoNotFound(message)
         return MirrorError(message)
 

@@ -91,6 +91,8 @@ class FakeHub:
         self.throttle_bytes_per_s: int | None = None
         self.drop_after: dict[str, int] = {}
         self.resolve_status: int | None = None
+        # path -> status: `resolve` of that file alone fails (the others are served), to fail a run part-way.
+        self.broken_paths: dict[str, int] = {}
         # False answers every Range request with the whole file (200), as olah's offline mirror does.
         self.honour_range = True
         self.lock = threading.Lock()
@@ -200,8 +202,9 @@ class FakeHub:
             self.send_json(handler, {"id": match["repo"], "sha": sha, "siblings": siblings})
         elif api:
             self.send_tree(handler, split, commit["tree"])
-        elif self.resolve_status:
-            self.send_error(handler, self.resolve_status, "", "injected failure")
+        elif self.resolve_status or resolve["path"] in self.broken_paths:
+            status = self.resolve_status or self.broken_paths[resolve["path"]]
+            self.send_error(handler, status, "", "injected failure")
         elif resolve["path"] not in files:
             self.send_error(handler, 404, "EntryNotFound", "no file %s" % resolve["path"])
         elif self.cdn_server and is_lfs(resolve["path"], files[resolve["path"]]):
