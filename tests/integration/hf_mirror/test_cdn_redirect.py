@@ -106,6 +106,5 @@ def test_cdn_refusing_every_fresh_url_fails_in_bounded_time(cdn_repo, run_module
     assert result["failed"] is True
     assert "refused 4 fresh signed URLs in a row" in result["msg"], result["msg"]
     assert "Signature=" not in result["msg"] and "\n" not in result["msg"]
-    print(result["msg"])
     assert result["changed"] is False
     assert not (local_dir / BIG_FILE).exists()
