@@ -22,7 +22,7 @@ description:
     C(snapshot_download(local_dir=...)) and transformers treat it as up to date, and a folder made by
     C(hf download) is accepted without downloading again.
   - Where the mirror answers C(resolve) of an LFS file with a redirect to a CDN host and a signed URL, as
-    huggingface.co does, the module follows it itself: O(token) goes to the mirror's own origin only, the
+    huggingface.co does, the module follows it itself; O(token) goes to the mirror's own origin only, the
     parts of a file share one signed URL, and when the CDN refuses it (HTTP 403, expired) the file is resolved
     again and continues from the bytes on disk.
   - Before any request the module checks that O(local_dir), its C(.cache) and the folder of O(progress_file)
@@ -88,7 +88,7 @@ options:
     description:
       - Attempts per file part after a dropped connection or a 5xx answer (V(0) or more).
       - Each attempt resumes where the last one stopped.
-      - A signed CDN URL that expired is not counted: the file is resolved again at once.
+      - A signed CDN URL that expired does not count as an attempt; the file is resolved again at once.
     type: int
     default: 5
   use_proxy:

@@ -146,3 +146,27 @@ def test_answers_that_are_not_the_hub_say_so(status, headers, expected):
     answer = SimpleNamespace(status_code=status, headers=headers, url="https://mirror.example/x/api/models/a/b")
     line = describe_http_error(answer, "model a/b on https://mirror.example/x", "main", False)
     assert expected in line and "<" not in line
+
+
+def descriptions(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "description":
+                yield value
+            yield from descriptions(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from descriptions(item)
+
+
+def test_module_docs_parse_and_every_description_is_text():
+    import yaml
+
+    from ansible_collections.llmops.ragstack.plugins.modules import hf_mirror_download
+
+    for block in (hf_mirror_download.DOCUMENTATION, hf_mirror_download.RETURN, hf_mirror_download.EXAMPLES):
+        assert yaml.safe_load(block)
+    docs = yaml.safe_load(hf_mirror_download.DOCUMENTATION) | {"return": yaml.safe_load(hf_mirror_download.RETURN)}
+    for description in descriptions(docs):
+        lines = description if isinstance(description, list) else [description]
+        assert all(isinstance(line, str) for line in lines), lines
