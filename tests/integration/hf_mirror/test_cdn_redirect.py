@@ -3,6 +3,9 @@ that expire (FakeHub(cdn=True)); the token stays with the mirror."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import time
 
 import pytest
@@ -108,3 +111,34 @@ def test_cdn_refusing_every_fresh_url_fails_in_bounded_time(cdn_repo, run_module
     assert "Signature=" not in result["msg"] and "\n" not in result["msg"]
     assert result["changed"] is False
     assert not (local_dir / BIG_FILE).exists()
+
+
+def test_kill_9_mid_file_resumes_from_disk_with_a_fresh_signed_url(cdn_repo, run_module, tmp_path):
+    hub, files = cdn_repo
+    local_dir, progress_file = tmp_path / "model", tmp_path / "progress.json"
+    args = module_args(
+        hub, local_dir, allow_patterns=[BIG_FILE], connections_per_file=1, progress_file=str(progress_file)
+    )
+    hub.signed_url_ttl = 1.0  # the URL the killed run had is dead by the time the next run starts
+    hub.throttle_bytes_per_s = 3 * 1024 * 1024
+    process = run_module.start(args)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if json.loads(progress_file.read_text())["bytes_done"] >= BIG_SIZE // 2:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.communicate()
+    served_before_kill = hub.bytes_served[BIG_FILE]
+    time.sleep(1.0)
+    hub.throttle_bytes_per_s = None
+    result = run_module(args)
+    assert result["changed"] is True, result
+    assert (local_dir / BIG_FILE).read_bytes() == files[BIG_FILE]
+    refetched = served_before_kill + result["bytes_downloaded"] - BIG_SIZE
+    assert result["bytes_downloaded"] < 0.6 * BIG_SIZE
+    assert refetched < 0.05 * BIG_SIZE, "re-fetched %d of %d bytes" % (refetched, BIG_SIZE)
+    assert len(resolves_of(hub, BIG_FILE)) == 2
