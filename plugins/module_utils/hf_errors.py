@@ -34,6 +34,19 @@ class DiskFull(MirrorError):
     pass
 
 
+class RepoNotFound(MirrorError):
+    """The mirror answered RepoNotFound; olah answers so for a missing revision of a repo that exists, too."""
+
+
+class DownloadFailed(MirrorError):
+    """A failure after files were written: `written` of them are in place (the task changed the host)."""
+
+    def __init__(self, message, written, bytes_fetched):
+        super().__init__(message)
+        self.written = written
+        self.bytes_fetched = bytes_fetched
+
+
 class TransientHTTPError(Exception):
     """An answer worth retrying (5xx, 429): the request may succeed a moment later."""
 
@@ -45,12 +58,22 @@ class TransientHTTPError(Exception):
 RETRYABLE_STATUS = (408, 429, 500, 502, 503, 504)
 
 
+def is_html(response):
+    return "html" in response.headers.get("Content-Type", "").lower()
+
+
 def describe_http_error(response, repo_label, revision, token_given):
     status = response.status_code
     code = response.headers.get("X-Error-Code", "")
     server_says = response.headers.get("X-Error-Message", "")
     detail = " (%s)" % server_says if server_says else ""
-    if code == "RevisionNotFound":
+    if not code and is_html(response):
+        # A web server, a proxy's error page or a wrong path prefix: the page itself is no use in a message.
+        problem = (
+            "%s answered HTTP %d with an HTML page, not the Hub API: check that endpoint is the base URL of a "
+            "Hugging Face mirror (such as https://hf-mirror.com, without a path)" % (response.url.split("?")[0], status)
+        )
+    elif code == "RevisionNotFound":
         problem = "revision %r not found in %s%s" % (revision, repo_label, detail)
     elif code == "EntryNotFound":
         problem = "file not found in %s at revision %r: %s%s" % (repo_label, revision, response.url, detail)
@@ -67,6 +90,13 @@ def describe_http_error(response, repo_label, revision, token_given):
             detail,
             TOKEN_HINT,
         )
+    elif status == 404 and not code:
+        # The Hub names every missing repo, revision or file in X-Error-Code: a bare 404 is a wrong path.
+        problem = (
+            "%s answered HTTP 404 for %s%s with no Hub error code: check that endpoint is the base URL of a "
+            "Hugging Face mirror (no path), then repo_id and repo_type" % (repo_label.rsplit(" on ", 1)[-1],
+            response.url.split("?")[0], detail)
+        )  # fmt: skip
     elif status == 404:
         problem = "%s not found (HTTP 404)%s: check repo_id, repo_type and revision" % (repo_label, detail)
     else:

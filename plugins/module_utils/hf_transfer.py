@@ -9,6 +9,13 @@ Resume works from what is on disk. With one connection the temporary file's size
 With several connections the file is split into parts written at their own offsets; a small JSON state
 file records how far each part got. Data is written before the state that counts it, so after a kill
 the state never claims bytes that are not on disk (a killed process loses no completed write()).
+
+Where the bytes come from: the Hub (and mirrors that pass its answers on) answers ``resolve`` of an LFS file
+with a redirect to a CDN host and a signed URL that expires (huggingface_hub 2.4.0, ``utils/_http.py``
+``_httpx2_follow_hub_redirects_with_backoff``). ``FileLocation`` follows the redirect itself, sends the token
+only to the mirror's own origin (as huggingface_hub does, ``file_download.py`` lines 1812-1819), reuses the
+signed URL for every part and retry, and resolves again when the CDN refuses it (403: expired), so a file
+that outlives its URL continues from the bytes on disk.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import json
 import os
 import threading
 import time
+from urllib.parse import urljoin, urlsplit
 
 from ansible_collections.llmops.ragstack.plugins.module_utils.hf_errors import (
     RETRYABLE_STATUS,
@@ -48,12 +56,90 @@ STATE_SAVE_BYTES = 4 * 1024 * 1024
 PROGRESS_WRITE_INTERVAL = 1.0
 
 
+REDIRECT_STATUS = (301, 302, 303, 307, 308)
+MAX_REDIRECTS = 5
+# What a CDN answers to a signed URL that has expired (S3 and CloudFront: 403; some: 401 or 410).
+SIGNED_URL_REFUSED_STATUS = (401, 403, 410)
+# Fresh signed URLs refused this many times in a row, with no byte moved in between, are not just expired.
+MAX_RESOLVES_WITHOUT_PROGRESS = 3
+
+
 class Aborted(MirrorError):
     """This transfer stopped because another one failed; the other failure is the one to report."""
 
 
 class RangeNotHonoured(Exception):
     """The server answered a ranged request with the whole file (200), so parts cannot be used."""
+
+
+class SignedUrlRefused(Exception):
+    """The host a redirect led to refused the URL (it expired): resolve the file again."""
+
+    def __init__(self, url, status):
+        super().__init__("%s answered HTTP %d" % (without_query(url), status))
+        self.url = url
+        self.status = status
+
+
+def origin(url):
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+
+
+def without_query(url):
+    """A URL fit for a message: a signed URL's query string is a credential, and long."""
+    return url.split("?", 1)[0]
+
+
+class FileLocation:
+    """Where one file's bytes are fetched from: the mirror's `resolve` URL, or the signed URL it redirects to.
+
+    Redirects are followed here, not by requests, to see where they lead: the token goes to the mirror's
+    own origin only, and a signed URL found once is reused by every part and retry until it is refused."""
+
+    def __init__(self, session, url, *, auth_headers, timeout):
+        self.session = session
+        self.url = url
+        self.auth_headers = auth_headers
+        self.timeout = timeout
+        self.signed_url = None
+        self.lock = threading.Lock()
+
+    def _get(self, url, headers):
+        if origin(url) == origin(self.url):
+            headers = {**headers, **self.auth_headers}
+        return self.session.get(url, headers=headers, stream=True, timeout=self.timeout, allow_redirects=False)
+
+    def _resolve(self, headers):
+        url = self.url
+        for _redirect in range(MAX_REDIRECTS + 1):
+            response = self._get(url, headers)
+            location = response.headers.get("Location")
+            if response.status_code not in REDIRECT_STATUS or not location:
+                return response, url
+            response.close()
+            url = urljoin(url, location)
+        raise MirrorError("%s redirected more than %d times" % (self.url, MAX_REDIRECTS))
+
+    def open(self, headers):
+        """A streaming response to a GET with `headers`; raises SignedUrlRefused when a signed URL was refused."""
+        # One part resolves at a time, so the parts of a file starting together share one signed URL.
+        response = None
+        with self.lock:
+            url = self.signed_url
+            if url is None:
+                response, url = self._resolve(headers)
+                if url != self.url:
+                    self.signed_url = url
+        if response is None:
+            response = self._get(url, headers)
+        if url != self.url and response.status_code in SIGNED_URL_REFUSED_STATUS:
+            response.close()
+            with self.lock:
+                if self.signed_url == url:
+                    self.signed_url = None
+            raise SignedUrlRefused(url, response.status_code)
+        return response
 
 
 def atomic_write_json(path, data):
@@ -220,8 +306,7 @@ class FileDownload:
 
     def __init__(
         self,
-        session,
-        url,
+        location,
         *,
         target,
         temp,
@@ -231,12 +316,11 @@ class FileDownload:
         progress,
         connections=1,
         retries=5,
-        timeout=30,
         backoff=1.0,
         abort=None,
     ):
-        self.session = session
-        self.url = url
+        self.location = location
+        self.url = location.url
         self.target = target
         self.temp = temp
         self.size = size
@@ -245,7 +329,6 @@ class FileDownload:
         self.progress = progress
         self.connections = connections
         self.retries = retries
-        self.timeout = timeout
         self.backoff = backoff
         self.abort = abort or threading.Event()
         self.parts_stop = threading.Event()
@@ -306,11 +389,22 @@ class FileDownload:
 
     def _fetch_part(self, descriptor, part, state, single):
         attempt = 0
+        refused = 0
         while part[0] + part[2] < part[1]:
             if self._stopped():
                 raise Aborted("download of %s stopped because another transfer failed" % self.url)
+            done_before = part[2]
             try:
                 self._stream_part(descriptor, part, state, single)
+            except SignedUrlRefused as exc:
+                # An expired signed URL: the next attempt resolves the file again and goes on from part[2].
+                refused = 0 if part[2] > done_before else refused + 1
+                if refused > MAX_RESOLVES_WITHOUT_PROGRESS:
+                    raise MirrorError(
+                        "%s refused %d fresh signed URLs in a row that %s redirected to (last: %s): the URLs "
+                        "expire before use; check this host's clock, or try another endpoint"
+                        % (urlsplit(exc.url).netloc, refused, self.url, exc)
+                    ) from None
             except (
                 requests.exceptions.ConnectionError,
                 requests.exceptions.Timeout,
@@ -327,7 +421,7 @@ class FileDownload:
         offset = start + done
         # identity: the bytes on disk must be the file's, never a compressed transfer encoding of them.
         headers = {"Range": "bytes=%d-%d" % (offset, end - 1), "Accept-Encoding": "identity"}
-        with self.session.get(self.url, headers=headers, stream=True, timeout=self.timeout) as response:
+        with self.location.open(headers) as response:
             if response.status_code in RETRYABLE_STATUS:
                 raise TransientHTTPError(response.status_code, self.url)
             response.raise_for_status()

@@ -21,6 +21,13 @@ description:
   - The result is a normal huggingface_hub C(local_dir), with the same C(.metadata) files, so C(hf download),
     C(snapshot_download(local_dir=...)) and transformers treat it as up to date, and a folder made by
     C(hf download) is accepted without downloading again.
+  - Where the mirror answers C(resolve) of an LFS file with a redirect to a CDN host and a signed URL, as
+    huggingface.co does, the module follows it itself; O(token) goes to the mirror's own origin only, the
+    parts of a file share one signed URL, and when the CDN refuses it (HTTP 403, expired) the file is resolved
+    again and continues from the bytes on disk.
+  - Before any request the module checks that O(local_dir), its C(.cache) and the folder of O(progress_file)
+    can be written (a file in the way, no permission), in check mode too, so check mode fails where the real
+    run would.
   - With O(progress_file), the module keeps a small JSON file with bytes done and total, rate and ETA, for
     a playbook that runs it with C(async) to poll and print.
 author:
@@ -74,13 +81,14 @@ options:
     type: int
     default: 4
   timeout:
-    description: Seconds to wait for a connection or for the next bytes of an answer.
+    description: Seconds to wait for a connection or for the next bytes of an answer; more than V(0).
     type: float
     default: 30
   retries:
     description:
-      - Attempts per file part after a dropped connection or a 5xx answer.
+      - Attempts per file part after a dropped connection or a 5xx answer (V(0) or more).
       - Each attempt resumes where the last one stopped.
+      - A signed CDN URL that expired does not count as an attempt; the file is resolved again at once.
     type: int
     default: 5
   use_proxy:
@@ -118,10 +126,13 @@ attributes:
     support: full
     details: Resolves the commit and lists what would be downloaded and how many bytes, writing nothing.
   diff_mode:
-    support: none
+    support: full
+    details: The plan, each file to fetch as it is on disk (before) and as the commit has it (after), and the bytes.
   idempotent:
     support: full
-    details: Reports C(changed) only when file content was written.
+    details: >-
+      Reports C(changed) only when file content was written; a run that fails after writing some files
+      reports C(changed=true) and RV(files_downloaded).
 extends_documentation_fragment:
   - llmops.ragstack.attributes
 requirements:
@@ -203,8 +214,12 @@ proxy_variables_ignored:
   type: list
   elements: str
   sample: [https_proxy, ALL_PROXY]
+diff:
+  description: The plan (files to fetch or replace, and the bytes), when there is something to fetch.
+  returned: when files are to be downloaded
+  type: dict
 files_downloaded:
-  description: Files written by this run (V(0) in check mode).
+  description: Files written by this run (V(0) in check mode); also returned when the run failed after writing some.
   returned: always
   type: int
 bytes_downloaded:
@@ -243,7 +258,11 @@ files:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.llmops.ragstack.plugins.module_utils.hf_errors import REQUESTS_IMPORT_ERROR, MirrorError
+from ansible_collections.llmops.ragstack.plugins.module_utils.hf_errors import (
+    REQUESTS_IMPORT_ERROR,
+    DownloadFailed,
+    MirrorError,
+)
 from ansible_collections.llmops.ragstack.plugins.module_utils.hf_mirror import (
     API_REPO_TYPES,
     DEFAULT_ENDPOINT,
@@ -282,6 +301,10 @@ def main():
     for name in ("max_workers", "connections_per_file"):
         if params[name] < 1:
             module.fail_json(msg="%s must be at least 1, not %d" % (name, params[name]))
+    if params["retries"] < 0:
+        module.fail_json(msg="retries must be 0 or more, not %d" % params["retries"])
+    if not params["timeout"] > 0:
+        module.fail_json(msg="timeout must be more than 0 seconds, not %s" % params["timeout"])
     try:
         client = MirrorClient(
             params["endpoint"],
@@ -306,8 +329,10 @@ def main():
             progress_file=params["progress_file"],
             check_mode=module.check_mode,
         )
+    except DownloadFailed as exc:
+        module.fail_json(msg=str(exc), changed=True, files_downloaded=exc.written, bytes_downloaded=exc.bytes_fetched)
     except MirrorError as exc:
-        module.fail_json(msg=str(exc))
+        module.fail_json(msg=str(exc), changed=False)
     module.exit_json(**result)
 
 

@@ -15,11 +15,30 @@ huggingface_hub 2.4.0 consumes it:
   ``Content-Range`` for a ``Range`` request;
 - an unknown repo is 404 ``RepoNotFound`` with a token and 401 ``RepoNotFound`` without one; a gated repo
   without a token is 401 ``GatedRepo``, with a token the repo's owner did not grant, 403 ``GatedRepo``.
+
+With ``FakeHub(cdn=True)`` it serves LFS files the way huggingface.co does, from a second loopback server
+(the "CDN", another origin) behind expiring signed URLs:
+
+- ``resolve`` of an LFS file answers ``302`` with ``Location`` (an absolute signed URL on the CDN), and the
+  file's metadata on the redirect itself: ``X-Repo-Commit``, ``X-Linked-Size``, ``X-Linked-Etag`` (quoted
+  sha256), ``ETag``; huggingface_hub 2.4.0 reads them there (``file_download.py`` ``get_hf_file_metadata``,
+  lines 1670-1690) and does not follow the redirect to another host (``utils/_http.py``
+  ``_httpx2_follow_hub_redirects_with_backoff``, lines 735-784; huggingface/huggingface_hub PR #4739);
+- the signed URL is CloudFront's shape, ``...?Expires=<unix time>&Signature=...`` (a real one is quoted in
+  huggingface/huggingface_hub PR #4339), valid for ``signed_url_ttl`` seconds; the CDN checks it when a
+  request starts, answers ``403`` with an S3/CloudFront XML error (``AccessDenied``, "Request has expired")
+  once it has expired and for a bad signature, and keeps streaming an answer it already began;
+- the client must not send the Hub token there: huggingface_hub drops ``Authorization`` for any host that is
+  not the Hub's (``file_download.py`` lines 1812-1819), and the CDN records what it got in
+  ``cdn_authorizations``;
+- the CDN honours ``Range`` unless ``cdn_honour_range`` is false, and shares the Hub's ``throttle_bytes_per_s``,
+  ``drop_after`` and ``bytes_served`` (keyed by the repo path), so the fault tests read the same counters.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 import threading
@@ -64,7 +83,7 @@ def tree_of(files: dict[str, bytes]) -> list[dict]:
 
 
 class FakeHub:
-    def __init__(self):
+    def __init__(self, cdn: bool = False):
         self.repos: dict[tuple[str, str], dict] = {}
         self.gated: dict[tuple[str, str], str] = {}
         self.bytes_served: Counter[str] = Counter()
@@ -72,6 +91,8 @@ class FakeHub:
         self.throttle_bytes_per_s: int | None = None
         self.drop_after: dict[str, int] = {}
         self.resolve_status: int | None = None
+        # path -> status: `resolve` of that file alone fails (the others are served), to fail a run part-way.
+        self.broken_paths: dict[str, int] = {}
         # False answers every Range request with the whole file (200), as olah's offline mirror does.
         self.honour_range = True
         self.lock = threading.Lock()
@@ -80,18 +101,37 @@ class FakeHub:
         # Clients hanging up mid-answer is what the fault tests are about, not an error worth a traceback.
         self.server.handle_error = lambda _request, _address: None
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.signed_url_ttl = 3600.0
+        self.cdn_honour_range = True
+        self.cdn_requests: list[tuple[str, str, int]] = []
+        self.cdn_authorizations: list[str] = []
+        self.cdn_blobs: dict[str, tuple[str, bytes]] = {}
+        self.cdn_secret = hashlib.sha256(b"%f" % time.time()).digest()
+        self.cdn_server = None
+        if cdn:
+            self.cdn_server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class(self.route_cdn))
+            self.cdn_server.daemon_threads = True
+            self.cdn_server.handle_error = lambda _request, _address: None
 
     @property
     def url(self) -> str:
         return "http://127.0.0.1:%d" % self.server.server_address[1]
 
+    @property
+    def cdn_url(self) -> str:
+        return "http://127.0.0.1:%d" % self.cdn_server.server_address[1]
+
     def start(self) -> FakeHub:
         self.thread.start()
+        if self.cdn_server:
+            threading.Thread(target=self.cdn_server.serve_forever, daemon=True).start()
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        for server in (self.server, self.cdn_server):
+            if server:
+                server.shutdown()
+                server.server_close()
 
     def commit(self, repo_id: str, files: dict[str, bytes], repo_type: str = "models", branch: str = "main") -> str:
         """Make `files` the content of `branch`; returns the new commit sha."""
@@ -114,9 +154,11 @@ class FakeHub:
         with self.lock:
             self.bytes_served.clear()
             self.requests.clear()
+            self.cdn_requests.clear()
+            self.cdn_authorizations.clear()
 
-    def _handler_class(self):
-        hub = self
+    def _handler_class(self, route=None):
+        route = route or self.route
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -125,10 +167,10 @@ class FakeHub:
                 pass
 
             def do_HEAD(self):
-                hub.route(self, head=True)
+                route(self, head=True)
 
             def do_GET(self):
-                hub.route(self, head=False)
+                route(self, head=False)
 
         return Handler
 
@@ -160,13 +202,81 @@ class FakeHub:
             self.send_json(handler, {"id": match["repo"], "sha": sha, "siblings": siblings})
         elif api:
             self.send_tree(handler, split, commit["tree"])
-        elif self.resolve_status:
-            self.send_error(handler, self.resolve_status, "", "injected failure")
+        elif self.resolve_status or resolve["path"] in self.broken_paths:
+            status = self.resolve_status or self.broken_paths[resolve["path"]]
+            self.send_error(handler, status, "", "injected failure")
         elif resolve["path"] not in files:
             self.send_error(handler, 404, "EntryNotFound", "no file %s" % resolve["path"])
+        elif self.cdn_server and is_lfs(resolve["path"], files[resolve["path"]]):
+            self.send_cdn_redirect(handler, sha, resolve["path"], commit)
         else:
             path = resolve["path"]
             self.send_file(handler, head, sha, path, commit)
+
+    # The CDN ------------------------------------------------------------------------------------------
+
+    def signature(self, blob_path: str, expires: str) -> str:
+        return hmac.new(self.cdn_secret, ("%s?%s" % (blob_path, expires)).encode(), "sha256").hexdigest()
+
+    def send_cdn_redirect(self, handler, sha, path, commit):
+        content, etag = commit["files"][path], commit["etags"][path]
+        blob_path = "/repos/%s" % etag
+        with self.lock:
+            self.cdn_blobs[etag] = (path, content)
+        expires = (
+            str(int(time.time() + self.signed_url_ttl))
+            if self.signed_url_ttl >= 1
+            else "%.3f" % (time.time() + self.signed_url_ttl)
+        )
+        location = "%s%s?Expires=%s&Signature=%s" % (
+            self.cdn_url,
+            blob_path,
+            expires,
+            self.signature(blob_path, expires),
+        )
+        body = ("Found. Redirecting to %s" % location).encode()
+        handler.send_response(302)
+        handler.send_header("Location", location)
+        handler.send_header("X-Repo-Commit", sha)
+        handler.send_header("ETag", '"%s"' % etag)
+        handler.send_header("X-Linked-Size", str(len(content)))
+        handler.send_header("X-Linked-Etag", '"%s"' % etag)
+        handler.send_header("Content-Type", "text/plain; charset=utf-8")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        if handler.command != "HEAD":
+            handler.wfile.write(body)
+
+    def route_cdn(self, handler, head):
+        split = urlsplit(handler.path)
+        query = parse_qs(split.query)
+        expires, signature = query.get("Expires", [""])[0], query.get("Signature", [""])[0]
+        blob = self.cdn_blobs.get(split.path.rsplit("/", 1)[-1])
+        with self.lock:
+            self.cdn_authorizations.append(handler.headers.get("Authorization", ""))
+        if not blob or not hmac.compare_digest(signature, self.signature(split.path, expires)):
+            status, message = 403, "SignatureDoesNotMatch"
+        elif float(expires) < time.time():
+            status, message = 403, "Request has expired"
+        else:
+            status, message = 200, ""
+        with self.lock:
+            self.cdn_requests.append((handler.command, split.path, status))
+        if status != 200:
+            body = (
+                '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>%s</Message>'
+                "</Error>" % message
+            ).encode()
+            handler.send_response(status)
+            handler.send_header("Content-Type", "application/xml")
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            if not head:
+                handler.wfile.write(body)
+            return
+        path, content = blob
+        headers = [("ETag", '"%s"' % etag_of(path, content))]
+        self.send_bytes(handler, head, path, content, honour_range=self.cdn_honour_range, headers=headers)
 
     def refuse(self, handler, repo_key):
         authorization = handler.headers.get("Authorization", "")
@@ -213,19 +323,22 @@ class FakeHub:
 
     def send_file(self, handler, head, sha, path, commit):
         content, etag = commit["files"][path], commit["etags"][path]
+        headers = [("X-Repo-Commit", sha), ("ETag", '"%s"' % etag)]
+        if is_lfs(path, content):
+            headers += [("X-Linked-Size", str(len(content))), ("X-Linked-Etag", '"%s"' % etag)]
+        self.send_bytes(handler, head, path, content, honour_range=self.honour_range, headers=headers)
+
+    def send_bytes(self, handler, head, path, content, *, honour_range, headers):
         size = len(content)
         start, end, status = 0, size - 1, 200
         requested = re.match(r"bytes=(\d+)-(\d*)$", handler.headers.get("Range", ""))
-        if requested and self.honour_range:
+        if requested and honour_range:
             start = int(requested[1])
             end = min(int(requested[2]), size - 1) if requested[2] else size - 1
             status = 206
         handler.send_response(status)
-        handler.send_header("X-Repo-Commit", sha)
-        handler.send_header("ETag", '"%s"' % etag)
-        if is_lfs(path, content):
-            handler.send_header("X-Linked-Size", str(size))
-            handler.send_header("X-Linked-Etag", '"%s"' % etag)
+        for name, value in headers:
+            handler.send_header(name, value)
         handler.send_header("Accept-Ranges", "bytes")
         if status == 206:
             handler.send_header("Content-Range", "bytes %d-%d/%d" % (start, end, size))

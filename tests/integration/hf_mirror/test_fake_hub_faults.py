@@ -59,6 +59,11 @@ def test_check_mode_writes_nothing_and_reports_bytes(hub_repo, run_module, tmp_p
     assert result["files_to_download"] == len(files)
     assert result["bytes_to_download"] == sum(len(content) for content in files.values())
     assert result["files_downloaded"] == 0
+    # The plan as a diff: every file to fetch, absent on disk, and the bytes.
+    assert result["diff"]["before"].count(": absent (missing)\n") == len(files)
+    assert result["diff"]["after"].endswith(
+        "# %d file(s) to fetch, %d bytes from %s\n" % (len(files), result["bytes_to_download"], hub.url)
+    )
     assert not local_dir.exists()
     assert not any(path.endswith("/resolve") or "/resolve/" in path for _method, path in hub.requests)
 

@@ -14,8 +14,8 @@ from testkit.support import REPO, module_environment
 pytestmark = pytest.mark.integration
 
 
-def run_playbook(playbook, check=False):
-    command = [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", str(playbook)]
+def run_playbook(playbook, check=False, inventory="localhost,"):
+    command = [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", inventory, str(playbook)]
     env = module_environment({"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"})
     completed = subprocess.run(
         [*command, *(["--check"] if check else [])],
@@ -31,6 +31,18 @@ def run_playbook(playbook, check=False):
     return completed.stdout, int(recap[2])
 
 
+def write_play(path, role_vars, hosts="localhost"):
+    play = {
+        "name": "Models",
+        "hosts": hosts,
+        "connection": "local",
+        "gather_facts": False,
+        "vars": {"ansible_python_interpreter": str(REPO / ".venv" / "bin" / "python"), **role_vars},
+        "roles": ["llmops.ragstack.hf_models"],
+    }
+    path.write_text(json.dumps([play]))
+
+
 def test_role_downloads_with_progress_lines_and_is_idempotent(fake_hub, tmp_path):
     files = fixture_files(small_count=10)
     fake_hub.commit("acme/role-model", files)
@@ -42,20 +54,7 @@ def test_role_downloads_with_progress_lines_and_is_idempotent(fake_hub, tmp_path
         "hf_models_endpoint": fake_hub.url,
         "hf_models_poll_interval": 1,
     }
-    playbook.write_text(
-        json.dumps(
-            [
-                {
-                    "name": "Models",
-                    "hosts": "localhost",
-                    "connection": "local",
-                    "gather_facts": False,
-                    "vars": {"ansible_python_interpreter": str(REPO / ".venv" / "bin" / "python"), **role_vars},
-                    "roles": ["llmops.ragstack.hf_models"],
-                }
-            ]
-        )
-    )
+    write_play(playbook, role_vars)
 
     output, changed = run_playbook(playbook, check=True)
     assert changed == 1
@@ -75,3 +74,44 @@ def test_role_downloads_with_progress_lines_and_is_idempotent(fake_hub, tmp_path
     output, changed = run_playbook(playbook)
     assert changed == 0, output
     assert "downloaded 0 file(s)" in output
+
+
+def test_check_mode_on_fresh_hosts_says_what_it_would_download_and_copy(fake_hub, tmp_path):
+    # A fresh inventory: the source has never downloaded, the target has nothing. Check mode must pass, say
+    # what the source would fetch and that the target would receive it, and write nothing anywhere.
+    files = fixture_files(small_count=3)
+    fake_hub.commit("acme/fresh-model", files)
+    root = tmp_path / "models"
+    playbook = tmp_path / "play.yml"
+    role_vars = {
+        "hf_models_list": [{"repo_id": "acme/fresh-model", "name": "fresh-model"}],
+        "hf_models_root": str(root),
+        "hf_models_endpoint": fake_hub.url,
+        "hf_models_distribute_from": "localhost",
+    }
+    write_play(playbook, role_vars, hosts="all")
+    output, changed = run_playbook(playbook, check=True, inventory="localhost,fresh-target,")
+    assert "would download %d file(s)" % len(files) in output
+    assert re.search(r"changed: \[fresh-target\] => \n\s+msg: 'acme/fresh-model: would copy", output), output
+    assert re.search(r"fresh-target\s+: ok=\d+\s+changed=1", output), output
+    assert changed == 1
+    assert not root.exists()
+    assert not [path for _method, path in fake_hub.requests if "/resolve/" in path]
+
+
+def test_check_mode_fails_where_the_run_would_when_the_root_is_a_file(fake_hub, tmp_path):
+    fake_hub.commit("acme/blocked", fixture_files(small_count=1))
+    (tmp_path / "models").write_text("a file where the models folder should be")
+    playbook = tmp_path / "play.yml"
+    role_vars = {
+        "hf_models_list": [{"repo_id": "acme/blocked"}],
+        "hf_models_root": str(tmp_path / "models"),
+        "hf_models_endpoint": fake_hub.url,
+    }
+    write_play(playbook, role_vars)
+    command = [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", str(playbook), "--check"]
+    env = module_environment({"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"})
+    completed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=180, check=False)
+    assert completed.returncode != 0
+    assert re.search(r"cannot be a folder: .*/models is a file", completed.stdout), completed.stdout[-3000:]
+    assert "Traceback" not in completed.stdout + completed.stderr

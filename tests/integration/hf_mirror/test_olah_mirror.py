@@ -39,7 +39,9 @@ def test_idempotence_quartet_through_ansible(olah_repo, tmp_path):
     assert first["commit"] == sha
     assert_matches(tmp_path / "model", files)
 
-    assert run_through_ansible(args, check=True)["changed"] is False
+    nothing_to_do = run_through_ansible(args, check=True)
+    assert nothing_to_do["changed"] is False
+    assert "diff" not in nothing_to_do
     again = run_through_ansible(args)
     assert again["changed"] is False
     assert again["files_skipped"] == len(files)
