@@ -68,8 +68,15 @@ class FakeClock:
 class ScriptedApi:
     """Answers each call from a list, in order, and records the calls."""
 
-    def __init__(self, terminate=(), launch=(), instances=(), engines=()):
-        self.answers = {"terminate": list(terminate), "launch": list(launch), "instance": list(instances)}
+    timeout = 60
+
+    def __init__(self, terminate=(), launch=(), instances=(), engines=(), describe=()):
+        self.answers = {
+            "terminate": list(terminate),
+            "launch": list(launch),
+            "instance": list(instances),
+            "describe": list(describe),
+        }
         self.offered_engines = list(engines)
         self.calls = []
 
@@ -85,6 +92,13 @@ class ScriptedApi:
 
     def instance(self, model_uid):
         return self._next("instance")
+
+    def describe(self, model_uid):
+        return self._next("describe")
+
+    def list_models(self):
+        self.calls.append("list")
+        return {}
 
     def progress(self, model_uid):
         return 0.4, "Loading model"
@@ -262,6 +276,7 @@ def test_terminate_gives_up_at_the_deadline_with_the_last_answer():
 def test_launch_of_a_uid_still_in_the_list_terminates_it_first_then_follows_the_load():
     api = ScriptedApi(
         launch=[ALREADY_ANSWER, (200, {"model_uid": "m"})],
+        describe=[NOT_FOUND_ANSWER],
         terminate=[NOT_FOUND_ANSWER],
         instances=[{"status": "CREATING"}, {"status": "READY"}],
     )
@@ -269,7 +284,7 @@ def test_launch_of_a_uid_still_in_the_list_terminates_it_first_then_follows_the_
 
     model.launch(launch_spec(params()))
 
-    assert api.calls == ["launch", "terminate", "launch", "instance", "instance"]
+    assert api.calls == ["launch", "describe", "list", "terminate", "launch", "instance", "instance"]
 
 
 def test_a_failed_load_reports_xinferences_error():
