@@ -202,12 +202,9 @@ class ModelManager:
     def pause(self, what, last_answer):
         """Sleep before the next try, or XinferenceError once the deadline has passed."""
         if self.clock() + self.poll_interval > self.deadline:
-            cause = ""
-            if self.last_cause and self.last_cause not in last_answer:
-                cause = "; the last cause seen: %s" % self.last_cause
             raise XinferenceError(
-                "%s: gave up after wait_timeout=%ss; the server's last answer: %s%s"
-                % (what, self.wait_timeout, last_answer, cause)
+                "%s: gave up after wait_timeout=%ss; the server's last answer: %s"
+                % (what, self.wait_timeout, last_answer)
             )
         self.sleep(self.poll_interval)
 
@@ -430,8 +427,11 @@ def ensure_model(api, params, check_mode, warn, poll_interval=2.0):
     try:
         return converge(manager, api, params, check_mode, warn)
     except XinferenceError as exc:
-        exc.changed = manager.changed
-        raise
+        failure = exc
+        if manager.last_cause and manager.last_cause not in str(exc):
+            failure = XinferenceError("%s; the last cause seen: %s" % (exc, manager.last_cause))
+        failure.changed = manager.changed
+        raise failure from exc
 
 
 def converge(manager, api, params, check_mode, warn):
@@ -467,7 +467,7 @@ def converge(manager, api, params, check_mode, warn):
         return result
     worker_died = before.state == ABSENT and model_uid in api.unexpectedly_terminated()
     if worker_died:
-        result["unhealthy_reason"] = (
+        result["unhealthy_reason"] = manager.last_cause = (
             "%s was dropped with its worker: Xinference records it as unexpectedly terminated" % model_uid
         )
     result.update(

@@ -213,12 +213,19 @@ class XinferenceApi:
                 "Xinference at %s has authentication on and no credential was given: %s"
                 % (self.endpoint, self.credential_needed())
             )
+        # Known before any call: Xinference never grants an API key models:write, so a module that
+        # manages models fails now rather than on the day a model needs relaunching.
+        if self.auth_on and self.api_key and self.purpose == MANAGE:
+            raise CredentialsRefused(
+                "Xinference at %s has authentication on, and an api_key may not launch or terminate models "
+                "(API keys get only models:read and models:list): %s" % (self.endpoint, self.credential_needed())
+            )
 
     def credential_needed(self, scope=None):
         if self.purpose == MANAGE or scope in ("models:write", "admin"):
             return (
                 "set username and password of an Xinference user with the %s scope (the admin of "
-                "POST /v1/admin/setup has all of them); an api_key can only query models and run inference"
+                "POST /v1/admin/setup has all of them) instead of api_key"
                 % (scope if scope in ("models:write", "admin") else "models:write")
             )
         return "set api_key to an API key of this server (POST /v1/admin/keys), or username and password of a user"

@@ -756,6 +756,7 @@ def slow_server():
 
 def test_the_first_token_is_timed_as_it_arrives_not_when_the_stream_ends(slow_server, monkeypatch):
     api = XinferenceApi(slow_server, timeout=5)
+    api.identify()  # as the gateway check does first, outside the timed stream
     monkeypatch.setattr(api, "list_models", lambda: {"tiny": {"model_type": "LLM", "model_ability": ["chat"]}})
     monkeypatch.setattr(api, "describe", lambda uid: (200, {"model_type": "LLM", "model_ability": ["chat"]}))
 
