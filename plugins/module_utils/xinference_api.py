@@ -84,11 +84,13 @@ def api_from_params(params, purpose):
 
 
 class NoAnswer(XinferenceError):
-    """Xinference did not answer at all; `reason` is what the transport said (refused, timeout...)."""
+    """Xinference did not answer at all; `reason` is what the transport said (refused, timeout...).
+    `through_proxy`: the request went through a proxy from the environment, and the message names it."""
 
-    def __init__(self, message, reason):
+    def __init__(self, message, reason, through_proxy=False):
         super().__init__(message)
         self.reason = reason
+        self.through_proxy = through_proxy
 
 
 class NotXinference(XinferenceError):
@@ -164,7 +166,7 @@ class XinferenceApi:
 
     def no_answer(self, method, path, timeout, exc):
         if isinstance(exc, ProxyFailed):
-            return NoAnswer(str(exc), exc.reason)
+            return NoAnswer(str(exc), exc.reason, through_proxy=True)
         return NoAnswer(
             "Xinference is not reachable at %s (%s %s, timeout=%ss): %s"
             % (self.endpoint, method, path, timeout, exc.reason),

@@ -147,17 +147,13 @@ class Verifier:
         try:
             listed = self.api.list_models()
         except NoAnswer as exc:
-            return (
-                make_check(
-                    "gateway",
-                    "fail",
-                    "not reachable",
-                    "Xinference does not answer at %s (%s): is it running there? see the xinference stage"
-                    % (self.api.endpoint, exc.reason),
-                ),
-                None,
-                False,
+            diagnosis = (
+                str(exc)
+                if exc.through_proxy
+                else "Xinference does not answer at %s (%s): is it running there? see the xinference stage"
+                % (self.api.endpoint, exc.reason)
             )
+            return make_check("gateway", "fail", "not reachable", diagnosis), None, False
         except CredentialsRefused as exc:
             return make_check("gateway", "fail", "credentials refused", str(exc)), None, False
         except NotXinference as exc:
