@@ -418,12 +418,12 @@ def relaunch_reason(params, observation, spec, warn):
     return None
 
 
-def ensure_model(api, params, check_mode, warn, poll_interval=2.0):
+def ensure_model(api, params, check_mode, warn, poll_interval=2.0, *, clock=time.monotonic, sleep=time.sleep):
     """Bring one model uid to params["state"]; the module's result, less what main() adds.
 
     XinferenceError on failure, its `changed` saying whether the server's state changed first."""
     model_uid = validate_options(params)
-    manager = ModelManager(api, model_uid, params["wait_timeout"], poll_interval)
+    manager = ModelManager(api, model_uid, params["wait_timeout"], poll_interval, clock=clock, sleep=sleep)
     try:
         return converge(manager, api, params, check_mode, warn)
     except XinferenceError as exc:
