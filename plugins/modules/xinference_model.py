@@ -271,6 +271,12 @@ launch_spec:
     model_type: embedding
     replica: 1
     n_gpu: auto
+proxy_variables_ignored:
+  description: Proxy variables set in the module's environment that it did not use (O(use_proxy=false)).
+  returned: always
+  type: list
+  elements: str
+  sample: [https_proxy, ALL_PROXY]
 model:
   description: The server's description of the running model (C(GET /v1/models/{uid})), V(null) when it is not running.
   returned: always

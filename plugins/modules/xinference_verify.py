@@ -203,6 +203,12 @@ models:
       accelerators: ["0"]
       model_ability: [embed]
       replica: 1
+proxy_variables_ignored:
+  description: Proxy variables set in the module's environment that it did not use (O(use_proxy=false)).
+  returned: always
+  type: list
+  elements: str
+  sample: [https_proxy, ALL_PROXY]
 failed_checks:
   description: How many checks have the verdict V(fail).
   returned: always
