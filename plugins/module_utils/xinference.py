@@ -320,7 +320,10 @@ def check_against_server(api, spec):
     """XinferenceError when the server cannot run `spec` at all (unknown name for its type, an engine
     it does not offer), asked before anything running is terminated for it."""
     name, model_type = spec["model_name"], spec["model_type"]
-    engines = api.engines(name, model_type)
+    status, engines = api.engine_offer(name, model_type)
+    if status not in {200, 400}:
+        # The server could not tell (its own error): a relaunch still says what is wrong, if anything.
+        return
     if not engines:
         raise XinferenceError(
             "the server knows no %s model named %s (GET /v1/engines): nothing was terminated; check model_name "

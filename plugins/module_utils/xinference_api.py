@@ -361,15 +361,18 @@ class XinferenceApi:
         info = replicas[0].get("info") if replicas and isinstance(replicas[0], dict) else None
         return payload.get("progress"), info or stage
 
-    def engines(self, model_name, model_type):
-        """Engine names the server can run `model_name` on; [] for a name it does not know."""
+    def engine_offer(self, model_name, model_type):
+        """(HTTP status, engine names) of GET /v1/engines for a model: 400 for a name the server does
+        not know as that type (a ValueError in the supervisor), 500 when it could not tell."""
         path = "/v1/engines/%s" % quote(model_name, safe="")
         if model_type != "LLM":
             path = "/v1/engines/%s/%s" % (quote(model_type, safe=""), quote(model_name, safe=""))
         status, payload = self.request("GET", path)
-        if status != 200 or not isinstance(payload, dict):
-            return []
-        return sorted(payload)
+        return status, sorted(payload) if status == 200 and isinstance(payload, dict) else []
+
+    def engines(self, model_name, model_type):
+        """Engine names the server can run `model_name` on; [] for a name it does not know."""
+        return self.engine_offer(model_name, model_type)[1]
 
     def unexpectedly_terminated(self):
         """The uids Xinference records as down because their worker failed (GET /metrics,

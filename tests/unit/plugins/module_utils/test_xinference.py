@@ -110,6 +110,10 @@ class ScriptedApi:
     def engines(self, model_name, model_type):
         return self.offered_engines
 
+    def engine_offer(self, model_name, model_type):
+        self.calls.append("engines")
+        return (200 if self.offered_engines else 400), self.offered_engines
+
 
 def manager(api, wait_timeout=30):
     clock = FakeClock()
