@@ -14,13 +14,17 @@ model loads, "already in the model list" (a uid the server has not let go of yet
 ends ERROR without a message (no worker took it, as between the supervisor dropping a dead worker
 and its replacement registering). Anything else fails at once, with the last real cause seen.
 
-Xinference's own worker recovery and this heal converge: a worker restarted by its supervisor
-(container restart policy, systemd) with worker_recovery under XINFERENCE_HOME re-registers and
-relaunches the models it ran; the module then finds the uid loading (503, waited for) or ready
-(probed, nothing to do). When the worker does not come back in time, the supervisor drops it and
-records its models as unexpectedly terminated; the module relaunches them (healed: true). A launch
-racing the recovery answers "already in the model list", and the module waits for the recovered
-model instead of failing.
+Xinference's own worker recovery and this heal converge on one running model whichever acts first
+(core/worker.py: a restarted worker reads worker_recovery/<address>/models.json under XINFERENCE_HOME
+and relaunches only the uids the supervisor still describes and lets it take back):
+- recovery first: the module finds the uid loading (503, waited for) or ready (probed, nothing to
+  do); a launch of the module that races it answers "already in the model list", and the module
+  waits for the recovered model instead of failing or launching it twice;
+- the module first: its terminate gets through once the supervisor lets go of the uid, so the
+  recovery skips it ("no longer registered in supervisor"), and the module's launch is the only one;
+- neither in time (no worker back within the supervisor's heartbeat limit, about 40 s): the
+  supervisor drops the worker and records its models as unexpectedly terminated (/metrics); the
+  module relaunches them on any live worker and reports healed: true.
 """
 
 from __future__ import annotations

@@ -25,12 +25,14 @@ description:
     listed, but recorded in C(/metrics) as C(xinference:model_unexpected_termination)) is relaunched
     and reported RV(healed=true) too.
   - >-
-    Xinference's own worker recovery (a worker restarted by its restart policy relaunches the models
-    it ran, from C(worker_recovery) under C(XINFERENCE_HOME)) and this heal converge: a model the
-    recovered worker is loading is waited for (HTTP 503, or C(already in the model list) to the
-    module's launch) and then found ready, so the module neither fails nor launches it twice; a
-    worker that does not come back in time is dropped by the supervisor, and the module relaunches
-    its models on another worker.
+    Xinference's own worker recovery (a worker restarted by its restart policy relaunches, from
+    C(worker_recovery) under C(XINFERENCE_HOME), the models the supervisor still knows) and this heal
+    converge on one running model, whichever acts first: a model the recovered worker is loading is
+    waited for (HTTP 503, or C(already in the model list) to the module's launch) and then found
+    ready, so the module neither fails nor launches it twice; a uid the module terminated first is
+    skipped by the recovery, so the module's launch is the only one; a worker that does not come back
+    within the supervisor's heartbeat limit (about 40 s) is dropped, and the module relaunches its
+    models on a live worker.
   - >-
     Only what heals is retried within O(wait_timeout): signs of a dead worker (C([Errno 111] Connect
     call failed), C(Connection reset), xoscar's C(Remote server ... closed)), HTTP 503 while loading,
