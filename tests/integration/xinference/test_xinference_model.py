@@ -138,12 +138,13 @@ def test_restarted_relaunches_on_every_run(xinference, tiny_models):
         pytest.param(
             {"model_engine": "sentence_transformerz"},
             "model_engine=sentence_transformerz is not an engine the server offers for bge-small-zh-v1.5 "
-            "(embedding): sentence_transformers; nothing was terminated",
+            "(embedding): {offered}; nothing was terminated",
             id="engine",
         ),
         pytest.param(
             {"model_type": "rerank"},
-            "the server knows no rerank model named bge-small-zh-v1.5 (GET /v1/engines): nothing was terminated",
+            "the server knows no rerank model named bge-small-zh-v1.5 (GET /v1/engines): nothing was terminated; "
+            "check model_name and model_type",
             id="type",
         ),
     ],
@@ -156,7 +157,10 @@ def test_a_typo_in_engine_or_type_fails_and_leaves_the_running_model_alone(xinfe
 
     assert time.monotonic() - started < 30
     assert (result.get("failed"), result["changed"]) == (True, False), result
-    assert result["msg"] == message
+    offered = requests.get(
+        xinference.endpoint + "/v1/engines/embedding/bge-small-zh-v1.5", headers=key(xinference), timeout=30
+    ).json()
+    assert result["msg"] == message.format(offered=", ".join(sorted(offered)))
     assert describe(xinference, "minilm").json()["address"] == address
 
 
