@@ -2,13 +2,13 @@
 first-run setup done by the test cluster: a user manages models, an API key reads and infers, and a
 refused credential fails at once with one line that says which credential is needed."""
 
-import sys
 import time
 
 import pytest
 import requests
 
-from testkit.support import REPO, ansible_adhoc
+from ansible_collections.llmops.ragstack.plugins.module_utils.xinference_api import MANAGE, XinferenceApi
+from testkit.support import ansible_adhoc
 from testkit.xinference import ADMIN_USERNAME, embedding, run_module
 
 pytestmark = pytest.mark.integration
@@ -123,9 +123,6 @@ def test_verify_reads_and_infers_with_the_api_key_and_says_which_credential_fail
 
 def test_the_token_is_renewed_before_it_expires_and_when_the_server_refuses_it(xinference):
     """A long load outlives the 30-minute token: the module logs in again, as a moved clock shows."""
-    sys.path.insert(0, str(REPO / ".collections"))
-    from ansible_collections.llmops.ragstack.plugins.module_utils.xinference_api import MANAGE, XinferenceApi
-
     now = [time.time()]
     api = XinferenceApi(
         xinference.endpoint,
