@@ -125,9 +125,8 @@ class FakeRagflowDatasets(FakeRagflowProviders):
                 message = "Authentication error: API key is invalid!"
                 return None, (200, envelope(AUTHENTICATION_ERROR, False, message), {})
             return tenant, None
-        key = parts[1] if len(parts) == 2 and parts[0].lower() == "bearer" else (authorization or "")
-        tenant = self.sessions.get(key) or self._token_tenant(key)
-        return (tenant, None) if tenant else (None, UNAUTHORIZED)
+        user = self.current_user(authorization)
+        return (user["tenant_id"], None) if user else (None, UNAUTHORIZED)
 
     def _token_tenant(self, token: str) -> str | None:
         rows = [row for row in self.tokens if row["token"] == token]
