@@ -105,6 +105,10 @@ notes:
     The returned RV(token) is a secret that the module obtains. It is not added to the module's
     C(no_log) values, because that would mask it in the result that later tasks need. Set
     C(no_log: true) on the task instead, as in the examples, so that it does not appear in the output.
+  - >-
+    With O(api_key), the module authenticates with that key; when it is the tenant's newest key, RV(token)
+    is that same value, which Ansible masks as a C(no_log) value. Use O(api_key) to list, create or rotate
+    keys without a login, not to read back the key given.
   - With O(method=db), write access to RAGFlow's database bypasses RAGFlow; a RAGFlow server
     running at the same time sees the new key at once, as it reads keys from the database.
 seealso:

@@ -64,6 +64,9 @@ notes:
     Each run logs in at least once, because only a login proves a password; RAGFlow gives the user a
     new session at every login, which ends the user's web UI session (sign-out). A password change also
     ends it. API keys of the user's tenant keep working.
+  - >-
+    O(password) and O(initial_password) are C(no_log), except the value V(admin): RAGFlow's factory password
+    is public, and masking it would also mask the C(admin) in V(admin@ragflow.io) in every message.
 seealso:
   - module: llmops.ragstack.ragflow_token
   - module: llmops.ragstack.ragflow_provider
@@ -123,6 +126,9 @@ def main():
     argument_spec["initial_password"] = dict(type="str", default=FACTORY_ADMIN_PASSWORD, no_log=True)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
+    # RAGFlow's factory password is public (its docs and sources); masked, it would turn every "admin"
+    # in the output, admin@ragflow.io included, into ********.
+    module.no_log_values.discard(FACTORY_ADMIN_PASSWORD)
     ignored = ignored_proxy_variables(params["use_proxy"])
     if CRYPTOGRAPHY_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("cryptography"), exception=CRYPTOGRAPHY_IMPORT_ERROR)

@@ -75,7 +75,9 @@ def ragflow_token() -> str:
 
 class FakeRagflow:
     def __init__(self, generation: str = "v0.27"):
-        self.generation = generation
+        # v0.25 (and v0.26) serve the /v1 layout, and already the health check under /api/v1 too.
+        self.extra_routes = {("GET", "/api/v1/system/healthz"): "healthz"} if generation == "v0.25" else {}
+        self.generation = "v0.24" if generation == "v0.25" else generation
         self.private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.users: dict[str, dict] = {}
         self.tokens: list[dict] = []
@@ -261,13 +263,14 @@ class FakeRagflow:
                 fake.requests.append((self.command, self.path))
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
-                endpoint = ROUTES[fake.generation].get((self.command, self.path))
+                routes = {**ROUTES[fake.generation], **fake.extra_routes}
+                endpoint = routes.get((self.command, self.path))
                 argument = body
                 prefix = DELETE_PREFIX[fake.generation]
                 if endpoint is None and self.command == "DELETE" and self.path.startswith(prefix):
                     endpoint, argument = "delete_token", self.path[len(prefix) :]
                 if endpoint is None:
-                    if any(path == self.path for _method, path in ROUTES[fake.generation]):
+                    if any(path == self.path for _method, path in routes):
                         return self._answer(405, envelope(405, None, "Method Not Allowed"), {})
                     return self._answer(404, envelope(404, None, "Not Found"), {})
                 user = None
