@@ -1,5 +1,7 @@
 """The FAKE RAGFlow of fake_ragflow_providers.py, extended with the /api/v1 SDK endpoints ragflow_e2e uses.
 
+UPSTREAM.md beside it names the upstream file and line of every route and behaviour it serves.
+
 It follows RAGFlow's implementation of datasets, documents, retrieval and chats:
 
 - generation "v0.24" (api/apps/sdk/dataset.py, doc.py, chat.py, session.py; auth by token_required in

@@ -1,5 +1,7 @@
 """The FAKE RAGFlow of fake_ragflow.py, extended with the model-provider endpoints ragflow_provider uses.
 
+UPSTREAM.md beside it names the upstream file and line of every route and behaviour it serves.
+
 It follows RAGFlow's implementation of those endpoints:
 
 - generation "v0.27" (api/apps/restful_apis/provider_api.py, models_api.py and
