@@ -126,7 +126,8 @@ def unwrap(envelope, action):
     code = envelope["code"]
     if code == CODE_SUCCESS:
         return envelope.get("data")
-    message = envelope.get("message") or "no message"
+    # One line: RAGFlow joins its test-call failures with newlines ("\nFail to access ...").
+    message = " ".join(str(envelope.get("message") or "no message").split())
     if code == CODE_AUTHENTICATION_ERROR:
         raise RagflowError("%s: RAGFlow refused the credentials (code 109): %s" % (action, message))
     raise RagflowError("%s: RAGFlow answered code %s: %s" % (action, code, message))
