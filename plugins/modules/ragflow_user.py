@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 ---
 module: ragflow_user
 short_description: Ensure a RAGFlow user's password is the given one (first-boot admin password)
-version_added: 0.3.0
+version_added: 0.2.0
 description:
   - >-
     Ensures the RAGFlow user O(email) logs in with O(password). It logs in with O(password); when
