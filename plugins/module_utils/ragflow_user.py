@@ -55,7 +55,11 @@ def ensure_password(api, *, email, password, initial_password, public_key, check
         return {"changed": True, "msg": "would change the password of %s from initial_password" % email}
     api.change_password(initial_password, password, public_key)
     # RAGFlow ends the session on a password change; a new login proves the change took.
-    if not try_login(api, email, password, public_key):
+    try:
+        confirmed = try_login(api, email, password, public_key)
+    except RagflowError as exc:
+        raise RagflowError("changed the password of %s, then: %s" % (email, exc), changed=True) from exc
+    if not confirmed:
         raise RagflowError(
             "RAGFlow accepted the password change of %s but refuses the new password at login" % email, changed=True
         )
