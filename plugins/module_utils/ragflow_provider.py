@@ -104,10 +104,15 @@ class Registration:
             )
 
     def ensure(self):
-        if self.api.generation == "v0.27":
-            self.ensure_v027()
-        else:
-            self.ensure_v024()
+        try:
+            if self.api.generation == "v0.27":
+                self.ensure_v027()
+            else:
+                self.ensure_v024()
+        except RagflowError as exc:
+            if exc.changed or self.check_mode or not self.changes:
+                raise
+            raise RagflowError("%s%s" % (exc, self.done_before()), changed=True) from exc
         return {"changed": bool(self.changes), "changes": self.changes, "defaults": self.defaults}
 
     def model_info(self, models=None):
