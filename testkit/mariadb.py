@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import getpass
+import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -15,6 +17,19 @@ from .support import free_port
 MARIADB_PROGRAMS = ("mariadb-install-db", "mariadbd")
 DB_USER = "ragflow_admin"
 DB_PASSWORD = "db-secret"
+
+
+def find_programs() -> dict[str, str]:
+    """Where MARIADB_PROGRAMS are; RuntimeError naming the missing ones and how to install them."""
+    # mariadbd lives in /usr/sbin, which a non-root user's PATH often lacks.
+    search_path = os.environ["PATH"] + os.pathsep + "/usr/sbin"
+    programs = {program: shutil.which(program, path=search_path) for program in MARIADB_PROGRAMS}
+    missing = [program for program, path in programs.items() if path is None]
+    if missing:
+        raise RuntimeError(
+            "%s not found: install MariaDB with `apt-get install -y mariadb-server`" % ", ".join(missing)
+        )
+    return programs
 
 
 class MariaDB:

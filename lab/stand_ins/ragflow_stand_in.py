@@ -7,7 +7,8 @@ compose mounts that package at /opt/double/ragflow_double) on port 9380,
 RAGFlow's API port, with what the real server takes from its deployment:
 
 - the login key pair from /ragflow/conf/private.pem, where RAGFlow keeps its own;
-- one user, RAGFLOW_STAND_IN_EMAIL / RAGFLOW_STAND_IN_PASSWORD (RAGFlow's admin server creates one);
+- one user, admin@ragflow.io with the password "admin" and no access_token, as a new RAGFlow's admin
+  server creates it (admin/server/auth.py init_default_admin): every fresh lab walks the first-boot path;
 - RAGFLOW_STAND_IN_API_GENERATION: v0.27 (default) or v0.24;
 - RAGFLOW_STAND_IN_SERVING: "<base URL>=<model>,<model>", the models that answer RAGFlow's test call;
 - a healthz that, like RAGFlow's, checks its components for real: it connects to the mysql, redis,
@@ -57,7 +58,7 @@ def main() -> None:
     server = RagflowStandIn(env.get("RAGFLOW_STAND_IN_API_GENERATION", "v0.27"), bind=("0.0.0.0", API_PORT))
     with open("/ragflow/conf/private.pem", "rb") as handle:
         server.private_key = serialization.load_pem_private_key(handle.read(), password=None)
-    server.add_user(env["RAGFLOW_STAND_IN_EMAIL"], env["RAGFLOW_STAND_IN_PASSWORD"])
+    server.add_factory_admin()
     for entry in filter(None, env.get("RAGFLOW_STAND_IN_SERVING", "").split(";")):
         base_url, models = entry.split("=", 1)
         server.serve(base_url, *models.split(","))

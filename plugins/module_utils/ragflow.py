@@ -17,7 +17,12 @@ BETA_LENGTH = 32
 
 
 class RagflowError(Exception):
-    """Anything that stops the module; the message is the one line the user sees."""
+    """Anything that stops the module; the message is the one line the user sees, and `changed` says
+    whether the module had changed something before it stopped."""
+
+    def __init__(self, message, changed=False):
+        super().__init__(message)
+        self.changed = changed
 
 
 def new_token():
@@ -43,7 +48,9 @@ def ensure_token(store, rotate, check_mode):
     """Return the result dict for: the tenant has an API key (the newest one), or a new one when rotating.
 
     Rotating deletes every tenant-wide API key that existed before, so afterwards exactly one remains
-    and the next run returns it unchanged. Chat and agent embed tokens are never touched.
+    and the next run returns it unchanged. Chat and agent embed tokens are never touched. The keys are
+    listed again after deleting, and only the deletions that happened are reported: RAGFlow's HTTP
+    delete works in the user's first tenant, which need not be the one the keys belong to.
     """
     existing = [row for row in store.list_tokens() if is_api_key(row)]
     if existing and not rotate:
@@ -53,4 +60,13 @@ def ensure_token(store, rotate, check_mode):
     token = store.create_token()
     for row in existing:
         store.delete_token(row["token"])
+    old = {row["token"] for row in existing}
+    left = [row for row in store.list_tokens() if row["token"] in old] if old else []
+    if left:
+        raise RagflowError(
+            "rotate created a new API key but %d of %d older keys are still there: RAGFlow deletes keys in the "
+            "user's first tenant, not in the tenant the keys belong to (a user in several tenants); delete them "
+            "with method: db or in RAGFlow's web UI" % (len(left), len(existing)),
+            changed=True,
+        )
     return {"changed": True, "token": token, "deleted_tokens": len(existing)}

@@ -16,7 +16,13 @@ import os
 import traceback
 
 from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow import RagflowError
-from ansible_collections.llmops.ragstack.plugins.module_utils.rest import Unreachable, json_request, parse_json
+from ansible_collections.llmops.ragstack.plugins.module_utils.rest import (
+    ProxyFailed,
+    Unreachable,
+    json_request,
+    multipart_request,
+    parse_json,
+)
 
 try:
     from cryptography.hazmat.primitives import serialization
@@ -47,18 +53,45 @@ API_LAYOUTS = {
     "v0.27": {
         "healthz": "/api/v1/system/healthz",
         "login": "/api/v1/auth/login",
+        "change_password": ("PATCH", "/api/v1/users/me"),
         "list": ("GET", "/api/v1/system/tokens"),
         "create": ("POST", "/api/v1/system/tokens"),
         "delete": ("DELETE", "/api/v1/system/tokens/%s"),
     },
+    # Also v0.25 and v0.26: they serve the health check under /api/v1 too, but log in here.
     "v0.24": {
         "healthz": "/v1/system/healthz",
         "login": "/v1/user/login",
+        "change_password": ("POST", "/v1/user/setting"),
         "list": ("GET", "/v1/system/token_list"),
         "create": ("POST", "/v1/system/new_token"),
         "delete": ("DELETE", "/v1/system/token/%s"),
     },
 }
+# The factory password of RAGFlow's first user, admin@ragflow.io (admin/server/auth.py init_default_admin).
+FACTORY_ADMIN_PASSWORD = "admin"
+
+
+def login_argument_spec(timeout=30, api_key=True):
+    """The options of every module that authenticates to RAGFlow as a user: doc fragments
+    llmops.ragstack.ragflow (and its API_KEY part with `api_key`) and llmops.ragstack.proxy, plus
+    base_url and timeout, which each module describes for its own use."""
+    spec = dict(
+        base_url=dict(type="str"),
+        email=dict(type="str", required=True),
+        password=dict(type="str", no_log=True),
+        public_key=dict(type="str"),
+        validate_certs=dict(type="bool", default=True),
+        timeout=dict(type="int", default=timeout),
+        use_proxy=dict(type="bool", default=False),
+    )
+    if api_key:
+        spec["api_key"] = dict(type="str", no_log=True)
+    return spec
+
+
+def client_from_params(params):
+    return RagflowApi(params["base_url"], params["timeout"], params["validate_certs"], params["use_proxy"])
 
 
 def load_public_key(public_key):
@@ -93,19 +126,22 @@ def unwrap(envelope, action):
     code = envelope["code"]
     if code == CODE_SUCCESS:
         return envelope.get("data")
-    message = envelope.get("message") or "no message"
+    # One line: RAGFlow joins its test-call failures with newlines ("\nFail to access ...").
+    message = " ".join(str(envelope.get("message") or "no message").split())
     if code == CODE_AUTHENTICATION_ERROR:
         raise RagflowError("%s: RAGFlow refused the credentials (code 109): %s" % (action, message))
     raise RagflowError("%s: RAGFlow answered code %s: %s" % (action, code, message))
 
 
 class RagflowApi:
-    """Token store over HTTP for the tenant of the user who logs in."""
+    """The one RAGFlow client: detects the API generation, authenticates (login or API key), and sends
+    every request through one path: request -> envelope -> unwrap. Also the HTTP token store."""
 
-    def __init__(self, base_url, timeout=30, validate_certs=True):
-        self.base_url = base_url.rstrip("/")
+    def __init__(self, base_url, timeout=30, validate_certs=True, use_proxy=False):
+        self.base_url = (base_url or "").rstrip("/")
         self.timeout = timeout
         self.validate_certs = validate_certs
+        self.use_proxy = use_proxy
         self.layout = None
         self.generation = None
         self.session = None
@@ -117,15 +153,29 @@ class RagflowApi:
         headers = {"Authorization": self.session} if self.session else {}
         try:
             status, response_headers, raw = json_request(
-                self.base_url + path, method, body, headers, timeout=self.timeout, validate_certs=self.validate_certs
+                self.base_url + path,
+                method,
+                body,
+                headers,
+                timeout=self.timeout,
+                validate_certs=self.validate_certs,
+                use_proxy=self.use_proxy,
             )
+        except ProxyFailed as exc:
+            raise RagflowError(str(exc.reason)) from exc
         except Unreachable as exc:
             raise RagflowError("RAGFlow is not reachable at %s: %s" % (self.base_url, exc.reason)) from exc
         return status, response_headers, parse_json(raw)
 
+    def _serves(self, path):
+        """Whether the server routes `path` at all: an unrouted path is 404, a GET of a POST-only route 405."""
+        status, _headers, _body = self._request("GET", path)
+        return status != 404
+
     def probe(self):
-        """Pick the URL layout from where /system/healthz answers; keep its report in `health`
-        ({component: "ok"/"nok"}) without judging it. Returns the generation."""
+        """Pick the URL layout by the routes the server really serves (its health check and its login:
+        v0.25 and v0.26 answer /api/v1/system/healthz yet log in at /v1/user/login); keep the health
+        report in `health` ({component: "ok"/"nok"}) without judging it. Returns the generation."""
         for generation, layout in API_LAYOUTS.items():
             status, _headers, health = self._request("GET", layout["healthz"])
             if status == 404:
@@ -135,58 +185,106 @@ class RagflowApi:
                     "%s%s answered HTTP %s without a health report: is base_url RAGFlow's API address?"
                     % (self.base_url, layout["healthz"], status)
                 )
+            if not self._serves(layout["login"]):
+                continue
             self.generation = generation
             self.layout = layout
             self.health = {key: value for key, value in health.items() if isinstance(value, str)}
             return generation
         raise RagflowError(
-            "no RAGFlow health check at %s (tried %s): is base_url RAGFlow's API address?"
-            % (self.base_url, " and ".join(layout["healthz"] for layout in API_LAYOUTS.values()))
+            "no RAGFlow API at %s (tried %s): is base_url RAGFlow's API address?"
+            % (
+                self.base_url,
+                " and ".join("%s with %s" % (layout["healthz"], layout["login"]) for layout in API_LAYOUTS.values()),
+            )
         )
 
     def detect(self):
         """probe(), insisting the database is up."""
         generation = self.probe()
-        # Tokens live in RAGFlow's database; other components (doc engine, storage) may be
-        # down without stopping token management, so only the database must be healthy.
+        # Users and tokens live in RAGFlow's database; other components (doc engine, storage) may be
+        # down without stopping user and token management, so only the database must be healthy.
         if self.health.get("db") != "ok":
             report = ", ".join("%s=%s" % item for item in sorted(self.health.items()))
             raise RagflowError("RAGFlow at %s is not ready, its database is not ok: %s" % (self.base_url, report))
         return generation
 
-    def sign_in(self, email, password, public_key):
-        """Detect the API generation, then log in as the web UI does; returns the generation."""
+    def authenticate(self, params):
+        """Detect the generation, then use O(api_key) when given, else log in as O(email); returns the generation.
+
+        Both generations accept an API key wherever a login session is accepted (login_required tries
+        the key after the session), and a login replaces the user's session: it signs the user out of
+        the web UI. So a key, once there is one, is the better credential."""
         generation = self.detect()
-        self.login(email, encrypt_password(password, load_public_key(public_key)))
+        if params.get("api_key"):
+            self.session = "Bearer %s" % params["api_key"]
+        else:
+            if not params.get("password"):
+                raise RagflowError("give password (or api_key) to authenticate to RAGFlow at %s" % self.base_url)
+            self.login(params["email"], params["password"], params.get("public_key"))
         return generation
 
-    def login(self, email, encrypted_password):
-        status, headers, envelope = self._request(
-            "POST", self.layout["login"], {"email": email, "password": encrypted_password}
-        )
-        unwrap(envelope if envelope is not None else {"code": status, "message": "HTTP %s" % status}, "login")
-        session = headers.get("Authorization")
+    def login_envelope(self, email, password, public_key):
+        """(envelope, session header) of a login as the web UI does it, without judging the envelope."""
+        encrypted = encrypt_password(password, load_public_key(public_key))
+        status, headers, envelope = self._request("POST", self.layout["login"], {"email": email, "password": encrypted})
+        if not isinstance(envelope, dict):
+            envelope = {"code": status, "message": "HTTP %s without a RAGFlow envelope" % status}
+        return envelope, headers.get("Authorization")
+
+    def login(self, email, password, public_key):
+        envelope, session = self.login_envelope(email, password, public_key)
+        unwrap(envelope, "login")
         if not session:
             raise RagflowError("login: RAGFlow accepted %s but sent no Authorization header" % email)
         self.session = session
 
-    def _call(self, action, *path_args):
-        method, path = self.layout[action]
-        status, _headers, envelope = self._request(method, path % path_args if path_args else path)
+    def call(self, action, method, path, body=None):
+        """The `data` of RAGFlow's answer to one request, or RagflowError naming `action`."""
+        status, _headers, envelope = self._request(method, path, body)
         if envelope is None:
-            raise RagflowError("%s tokens: RAGFlow answered HTTP %s without JSON" % (action, status))
-        return unwrap(envelope, "%s tokens" % action)
+            raise RagflowError("%s: RAGFlow answered HTTP %s without JSON" % (action, status))
+        return unwrap(envelope, action)
+
+    def upload(self, path, filename, content):
+        """(status, parsed JSON or None) of POSTing one file as the multipart field `file`, as RAGFlow's
+        upload endpoints take it."""
+        try:
+            status, _headers, raw = multipart_request(
+                self.base_url + path,
+                {"file": (filename, content.encode("utf-8"), "text/plain")},
+                {"Authorization": self.session} if self.session else {},
+                timeout=self.timeout,
+                validate_certs=self.validate_certs,
+                use_proxy=self.use_proxy,
+            )
+        except ProxyFailed as exc:
+            raise RagflowError(str(exc.reason)) from exc
+        except Unreachable as exc:
+            raise RagflowError("RAGFlow is not reachable at %s: %s" % (self.base_url, exc.reason)) from exc
+        return status, parse_json(raw)
+
+    def _layout_call(self, action, what, *path_args, body=None):
+        method, path = self.layout[action]
+        return self.call(what, method, path % path_args if path_args else path, body)
+
+    def change_password(self, old_password, new_password, public_key):
+        """Change the logged-in user's password through RAGFlow's own settings endpoint (PATCH
+        /api/v1/users/me on v0.27, POST /v1/user/setting up to v0.25): both passwords RSA-encrypted."""
+        key = load_public_key(public_key)
+        body = {"password": encrypt_password(old_password, key), "new_password": encrypt_password(new_password, key)}
+        self._layout_call("change_password", "change password", body=body)
 
     def list_tokens(self):
-        rows = self._call("list") or []
+        rows = self._layout_call("list", "list tokens") or []
         if rows:
             self.tenant_id = rows[0].get("tenant_id")
         return rows
 
     def create_token(self):
-        row = self._call("create")
+        row = self._layout_call("create", "create tokens")
         self.tenant_id = row.get("tenant_id") or self.tenant_id
         return row["token"]
 
     def delete_token(self, token):
-        self._call("delete", token)
+        self._layout_call("delete", "delete tokens", token)

@@ -6,11 +6,19 @@ Rows are written the way RAGFlow's own POST /system/tokens writes them (api/apps
 models in api/db/db_models.py): token and beta from ragflow.new_token()/new_beta(), create_time and
 update_time in epoch milliseconds with the matching local datetimes, dialog_id and source NULL.
 The tenant of a user is the tenant the user owns: user.email -> user.id -> user_tenant(role='owner').
+
+RAGFlow accepts an API key only while the user whose id is the key's tenant_id has a non-empty
+access_token (api/apps/__init__.py _load_user, v0.24 and v0.27), and only a login sets it; RAGFlow's
+admin server creates admin@ragflow.io without one. So a key written for a user who never logged in
+would be refused: the module gives such a user an access_token, a fresh uuid as the login writes one.
+No session carries it (a session is that value signed with the server's secret key), so nobody is
+signed in or out by it; the user's next login replaces it.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import datetime
 
 from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow import RagflowError, new_beta, new_token
@@ -18,7 +26,7 @@ from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow import Rag
 # The columns this module reads or writes; a database without them is not a RAGFlow database
 # (or one too old to have API tokens).
 REQUIRED_COLUMNS = {
-    "user": ("id", "email"),
+    "user": ("id", "email", "access_token"),
     "user_tenant": ("user_id", "tenant_id", "role"),
     "api_token": (
         "tenant_id",
@@ -38,6 +46,7 @@ OWNER_ROLE = "owner"
 ER_ACCESS_DENIED = 1045
 ER_BAD_DB = 1049
 CR_CONN_HOST_ERROR = 2003
+CR_SERVER_LOST = 2013
 
 
 def schema_query(database):
@@ -64,6 +73,14 @@ def missing_columns(database, present):
 
 def user_query(email):
     return "SELECT id FROM `user` WHERE email = %s", (email,)
+
+
+def access_token_query(user_id):
+    return "SELECT access_token FROM `user` WHERE id = %s", (user_id,)
+
+
+def set_access_token_query(user_id, access_token):
+    return "UPDATE `user` SET access_token = %s WHERE id = %s", (access_token, user_id)
 
 
 def owner_tenant_query(user_id):
@@ -99,7 +116,10 @@ def delete_token_query(tenant_id, token):
 
 
 def connect(pymysql, *, host, port, user, password, database, timeout):
-    """A PyMySQL connection (no autocommit), or RagflowError saying why there is none."""
+    """A PyMySQL connection (no autocommit), or RagflowError saying why there is none.
+
+    `timeout` bounds the connect and every read and write: a port that accepts and never answers, or
+    a service that is not MySQL, fails in seconds instead of hanging the play."""
     where = "%s@%s:%s/%s" % (user, host, port, database)
     try:
         return pymysql.connect(
@@ -109,6 +129,8 @@ def connect(pymysql, *, host, port, user, password, database, timeout):
             password=password,
             database=database,
             connect_timeout=timeout,
+            read_timeout=timeout,
+            write_timeout=timeout,
             autocommit=False,
             charset="utf8mb4",
         )
@@ -119,7 +141,18 @@ def connect(pymysql, *, host, port, user, password, database, timeout):
             raise RagflowError("database %s refused db_user/db_password: %s" % (where, detail)) from exc
         if number == ER_BAD_DB:
             raise RagflowError("database %s does not exist (db_name): %s" % (where, detail)) from exc
+        if number == CR_SERVER_LOST:
+            raise RagflowError(
+                "database %s did not answer as MySQL within timeout=%s s: %s; is db_host:db_port RAGFlow's "
+                "MySQL server?" % (where, timeout, detail)
+            ) from exc
         raise RagflowError("database %s is not reachable: %s" % (where, detail)) from exc
+    except (pymysql.err.MySQLError, OSError, ValueError, LookupError) as exc:
+        # A TCP service that is not MySQL: PyMySQL fails while it parses the greeting.
+        raise RagflowError(
+            "database %s did not answer as a MySQL server (%s: %s); is db_host:db_port RAGFlow's MySQL server?"
+            % (where, type(exc).__name__, exc)
+        ) from exc
 
 
 class RagflowDatabase:
@@ -157,6 +190,21 @@ class RagflowDatabase:
             raise RagflowError("RAGFlow user %s owns no tenant (no user_tenant row with role 'owner')" % self.email)
         self.tenant_id = tenants[0][0]
         return self.tenant_id
+
+    def make_keys_usable(self, check_mode):
+        """Give the tenant's owner an access_token when it has none (never logged in), so that RAGFlow
+        accepts the tenant's API keys; the module docstring says why. True when it did (or would)."""
+        rows = self._rows(access_token_query(self.tenant_id))
+        if rows and (rows[0][0] or "").strip():
+            return False
+        if not rows:
+            raise RagflowError(
+                "no RAGFlow user with id %s, the owner of tenant %s: RAGFlow accepts a tenant's API keys only "
+                "for the user whose id is the tenant id" % (self.tenant_id, self.tenant_id)
+            )
+        if not check_mode:
+            self._execute(set_access_token_query(self.tenant_id, uuid.uuid4().hex))
+        return True
 
     def list_tokens(self):
         return [dict(zip(TOKEN_COLUMNS, row)) for row in self._rows(list_tokens_query(self.tenant_id))]

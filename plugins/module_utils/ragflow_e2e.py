@@ -29,7 +29,6 @@ from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow_api import
     RagflowApi,
     unwrap,
 )
-from ansible_collections.llmops.ragstack.plugins.module_utils.rest import Unreachable, multipart_request, parse_json
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 STEPS = (
@@ -171,10 +170,11 @@ def answer_error(answer):
 
 
 class RagflowSdk(RagflowApi):
-    """RAGFlow's /api/v1 SDK endpoints with an API key (RagflowApi's request, the key as the session)."""
+    """The RAGFlow client with an API key, telling a refused key and a server that stopped answering
+    apart from other refusals (the steps diagnose them differently)."""
 
-    def __init__(self, base_url, api_key, timeout=30, validate_certs=True):
-        super().__init__(base_url, timeout, validate_certs)
+    def __init__(self, base_url, api_key, timeout=30, validate_certs=True, use_proxy=False):
+        super().__init__(base_url, timeout, validate_certs, use_proxy)
         self.session = "Bearer %s" % api_key
 
     def _request(self, method, path, body=None):
@@ -204,18 +204,12 @@ class RagflowSdk(RagflowApi):
     def upload(self, action, path, filename, content):
         """POST one file as the multipart field `file`, as RAGFlow's upload endpoint takes it."""
         try:
-            status, _headers, raw = multipart_request(
-                self.base_url + path,
-                {"file": (filename, content.encode("utf-8"), "text/plain")},
-                {"Authorization": self.session},
-                timeout=self.timeout,
-                validate_certs=self.validate_certs,
-            )
-        except Unreachable as exc:
-            raise Unanswered("RAGFlow is not reachable at %s: %s" % (self.base_url, exc.reason)) from exc
+            status, envelope = super().upload(path, filename, content)
+        except RagflowError as exc:
+            raise Unanswered(str(exc)) from exc
         except (OSError, HTTPException) as exc:
             raise Unanswered("RAGFlow's answer to POST %s broke off: %s" % (path, exc)) from exc
-        return self._answer(action, status, parse_json(raw))
+        return self._answer(action, status, envelope)
 
 
 def expect(data, kind, what, action):

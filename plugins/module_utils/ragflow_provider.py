@@ -7,7 +7,11 @@ hold models; tenant defaults are "model@instance@provider" and set one type at a
 (PUT /api/v1/providers, /api/v1/providers/<p>/instances[/<i>[/models]], /api/v1/models/default).
 Up to v0.24 a tenant has one row per model and factory (POST /v1/llm/add_llm, GET /v1/llm/my_llms)
 and its defaults are "model@factory" fields of the tenant (/v1/user/tenant_info, set_tenant_info).
-Both generations test-call a model before they save it, so registration needs Xinference serving it.
+Both generations test-call models before they save them, but v0.27 stops at the first model that
+answers (api/apps/services/provider_api_service.py verify_api_key) and then saves them all, so a model
+Xinference does not serve would be registered without complaint. Each model is therefore tested on
+its own first, through RAGFlow's POST /api/v1/providers/<p>/connection (which saves nothing); v0.24's
+add_llm takes one model at a time, so its test call is already per model.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import ipaddress
 from urllib.parse import urlsplit
 
 from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow import RagflowError
-from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow_api import RagflowApi, unwrap
 
 PROVIDER = "Xinference"
 # Model type -> the tenant field that holds its default up to v0.24.
@@ -60,16 +63,6 @@ def wanted_defaults(models):
     return defaults
 
 
-class RagflowProviders(RagflowApi):
-    """RagflowApi (detect, login) plus the provider and tenant-default endpoints of both generations."""
-
-    def call(self, action, method, path, body=None):
-        status, _headers, envelope = self._request(method, path, body)
-        if envelope is None:
-            raise RagflowError("%s: RAGFlow answered HTTP %s without JSON" % (action, status))
-        return unwrap(envelope, action)
-
-
 class Registration:
     """Brings one tenant's Xinference models and defaults to the wanted state, or predicts it in check mode."""
 
@@ -84,27 +77,55 @@ class Registration:
         self.changes = []
 
     def change(self, description, action, method, path, body=None):
-        self.changes.append(description)
         if not self.check_mode:
-            self.api.call(action, method, path, body)
+            try:
+                self.api.call(action, method, path, body)
+            except RagflowError as exc:
+                raise RagflowError("%s%s" % (exc, self.done_before()), changed=bool(self.changes)) from exc
+        self.changes.append(description)
+
+    def done_before(self):
+        return " (done before: %s)" % "; ".join(self.changes) if self.changes else ""
+
+    def verify_models(self, connection_path):
+        """Test-call each model on its own through RAGFlow, so that one that does not answer is named."""
+        failures = []
+        for model in self.models:
+            body = {"api_key": self.api_key, "base_url": self.provider_url, "model_info": self.model_info([model])}
+            try:
+                self.api.call("test model %s" % model["name"], "POST", connection_path, body)
+            except RagflowError as exc:
+                failures.append("%s (%s): %s" % (model["name"], model["type"], " ".join(str(exc).split())))
+        if failures:
+            raise RagflowError(
+                "RAGFlow could not use %d of %d models at %s: %s; check that Xinference serves them under these "
+                "model UIDs and that the RAGFlow container reaches provider_url"
+                % (len(failures), len(self.models), self.provider_url, "; ".join(failures))
+            )
 
     def ensure(self):
-        if self.api.generation == "v0.27":
-            self.ensure_v027()
-        else:
-            self.ensure_v024()
+        try:
+            if self.api.generation == "v0.27":
+                self.ensure_v027()
+            else:
+                self.ensure_v024()
+        except RagflowError as exc:
+            if exc.changed or self.check_mode or not self.changes:
+                raise
+            raise RagflowError("%s%s" % (exc, self.done_before()), changed=True) from exc
         return {"changed": bool(self.changes), "changes": self.changes, "defaults": self.defaults}
 
-    def model_info(self):
+    def model_info(self, models=None):
         return [
             {"model_name": model["name"], "model_type": [model["type"]], "max_tokens": model["max_tokens"]}
-            for model in self.models
+            for model in (self.models if models is None else models)
         ]
 
     def ensure_v027(self):
         providers_path = "/api/v1/providers"
         instances_path = "%s/%s/instances" % (providers_path, PROVIDER)
         instance_path = "%s/%s" % (instances_path, self.instance_name)
+        self.verify_models("%s/%s/connection" % (providers_path, PROVIDER))
         instance = {
             "instance_name": self.instance_name,
             "api_key": self.api_key,

@@ -34,7 +34,7 @@ description:
   - >-
     Works with RAGFlow v0.27 and v0.24 (both serve these C(/api/v1) paths); the question goes to
     C(POST /api/v1/chat/completions) on v0.27 and to C(POST /api/v1/chats/<chat_id>/completions) on v0.24.
-    Which one a server speaks is read from where C(/system/healthz) answers.
+    Which one a server speaks is read from the routes it serves (its health check and its login route).
 author:
   - llmops.ragstack developers (@llmops)
 options:
@@ -109,6 +109,7 @@ attributes:
     details: Every run creates and deletes its own dataset and chat, and reports no change.
 extends_documentation_fragment:
   - llmops.ragstack.attributes
+  - llmops.ragstack.proxy
 notes:
   - O(api_key) is never shown in the result; the module does not add it to any message.
   - A run with a real embedding and chat model takes seconds to minutes, mostly parsing and the answer.
@@ -251,10 +252,17 @@ api_generation:
   returned: when not in check mode
   type: str
   sample: v0.27
+proxy_variables_ignored:
+  description: Proxy variables set in the module's environment that it did not use (O(use_proxy=false)).
+  returned: always
+  type: list
+  elements: str
+  sample: [https_proxy]
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.llmops.ragstack.plugins.module_utils.proxy import ignored_proxy_variables
 from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow import RagflowError
 from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow_e2e import (
     DEFAULT_DOCUMENT,
@@ -271,7 +279,9 @@ CHECK_MODE_MSG = "check mode; ragflow_e2e writes to RAGFlow (and deletes it agai
 
 
 def verify(params):
-    api = RagflowSdk(params["base_url"], params["api_key"], params["timeout"], params["validate_certs"])
+    api = RagflowSdk(
+        params["base_url"], params["api_key"], params["timeout"], params["validate_certs"], params["use_proxy"]
+    )
     api.probe()
     marker = new_marker()
     verification = Verification(
@@ -300,9 +310,11 @@ def main():
             document_text=dict(type="str"),
             question=dict(type="str"),
             chat=dict(type="bool", default=True),
+            use_proxy=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
+    ignored = ignored_proxy_variables(module.params["use_proxy"])
     try:
         check_params(module.params)
         if module.check_mode:
@@ -316,11 +328,12 @@ def main():
                 diagnosis=None,
                 created=dict.fromkeys(("dataset_id", "document_id", "chat_id", "session_id")),
                 cleanup={"deleted": [], "left": []},
+                proxy_variables_ignored=ignored,
             )
         result = verify(module.params)
     except RagflowError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(**result)
+        module.fail_json(msg=str(exc), proxy_variables_ignored=ignored)
+    module.exit_json(proxy_variables_ignored=ignored, **result)
 
 
 if __name__ == "__main__":

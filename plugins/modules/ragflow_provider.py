@@ -10,7 +10,7 @@ module: ragflow_provider
 short_description: Register Xinference models in RAGFlow and make them the tenant's defaults
 version_added: 0.1.0
 description:
-  - Logs into RAGFlow as the user O(email), as the web UI does, and ensures that the user's tenant
+  - Logs into RAGFlow as the user O(email), as the web UI does (or uses O(api_key)), and ensures that the user's tenant
     has the Xinference models O(models), served at O(provider_url), and (with O(set_defaults)) uses
     the first model of each type as its default chat, embedding and rerank model.
   - With RAGFlow v0.27 (C(/api/v1)) the models are an instance O(instance_name) of the provider
@@ -19,25 +19,19 @@ description:
   - With RAGFlow v0.24 and older (C(/v1)) each model is a C(Xinference) model of the tenant
     (C(/v1/llm/add_llm)), re-added when its base URL or O(models[].max_tokens) differ, and the
     defaults are the tenant's C(llm_id), C(embd_id) and C(rerank_id) (C(/v1/user/set_tenant_info)).
-  - Which generation a server speaks is read from where C(/system/healthz) answers.
-  - RAGFlow test-calls every model before it saves it, so Xinference must serve the models at
-    O(provider_url) as seen from the RAGFlow container.
+  - >-
+    Every model is verified on its own, on every run: with v0.27 the module asks RAGFlow to test-call
+    each model (C(POST /api/v1/providers/Xinference/connection), which saves nothing) before it
+    creates or updates the instance, because RAGFlow's own check when it saves an instance stops at the
+    first model that answers and would register the others unchecked. With v0.24 C(add_llm) test-calls
+    the one model it adds. A model that does not answer from where RAGFlow runs fails the task, naming
+    the model and what RAGFlow or Xinference said.
 author:
   - llmops.ragstack developers (@llmops)
 options:
   base_url:
     description:
       - RAGFlow's web address, the one the browser opens, for example V(http://ragflow.example:80).
-    type: str
-    required: true
-  email:
-    description:
-      - Email of the RAGFlow user whose own tenant gets the models.
-    type: str
-    required: true
-  password:
-    description:
-      - The user's RAGFlow password, in plain text. It is sent RSA-encrypted with O(public_key).
     type: str
     required: true
   timeout:
@@ -97,7 +91,9 @@ options:
 attributes:
   check_mode:
     support: full
-    details: In check mode nothing is written; the module still logs in, which RAGFlow records as the user's last login.
+    details: >-
+      In check mode nothing is written; the models are still test-called through RAGFlow (v0.27), and
+      without O(api_key) the module still logs in, which replaces the user's web UI session.
   diff_mode:
     support: none
   idempotent:
@@ -105,6 +101,8 @@ attributes:
 extends_documentation_fragment:
   - llmops.ragstack.attributes
   - llmops.ragstack.ragflow
+  - llmops.ragstack.ragflow.api_key
+  - llmops.ragstack.proxy
 seealso:
   - module: llmops.ragstack.ragflow_token
 """
@@ -145,28 +143,35 @@ api_generation:
   returned: success
   type: str
   sample: v0.27
+proxy_variables_ignored:
+  description: Proxy variables set in the module's environment that it did not use (O(use_proxy=false)).
+  returned: always
+  type: list
+  elements: str
+  sample: [https_proxy]
 """
 
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.llmops.ragstack.plugins.module_utils.proxy import ignored_proxy_variables
 from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow import RagflowError
-from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow_api import CRYPTOGRAPHY_IMPORT_ERROR
-from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow_provider import (
-    RagflowProviders,
-    Registration,
-    check_provider_url,
+from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow_api import (
+    CRYPTOGRAPHY_IMPORT_ERROR,
+    client_from_params,
+    login_argument_spec,
 )
+from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow_provider import Registration, check_provider_url
 
 
 def register(module):
     params = module.params
     # Refused before anything is sent: RAGFlow would only fail later, in its test call of the model.
     check_provider_url(params["provider_url"])
-    if CRYPTOGRAPHY_IMPORT_ERROR:
+    if CRYPTOGRAPHY_IMPORT_ERROR and not params["api_key"]:
         module.fail_json(msg=missing_required_lib("cryptography"), exception=CRYPTOGRAPHY_IMPORT_ERROR)
-    api = RagflowProviders(params["base_url"], params["timeout"], params["validate_certs"])
-    generation = api.sign_in(params["email"], params["password"], params["public_key"])
+    api = client_from_params(params)
+    generation = api.authenticate(params)
     registration = Registration(
         api,
         provider_url=params["provider_url"],
@@ -182,37 +187,38 @@ def register(module):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            base_url=dict(type="str", required=True),
-            email=dict(type="str", required=True),
-            password=dict(type="str", required=True, no_log=True),
-            public_key=dict(type="str"),
-            validate_certs=dict(type="bool", default=True),
-            timeout=dict(type="int", default=60),
-            provider_url=dict(type="str", required=True),
-            provider_api_key=dict(type="str", no_log=True),
-            instance_name=dict(type="str", default="xinference"),
-            models=dict(
-                type="list",
-                elements="dict",
-                required=True,
-                options=dict(
-                    name=dict(type="str", required=True),
-                    type=dict(type="str", required=True, choices=["chat", "embedding", "rerank"]),
-                    # Not a secret: a context length (the sanity test flags names with "token").
-                    max_tokens=dict(type="int", default=8192, no_log=False),
-                ),
+    argument_spec = login_argument_spec(timeout=60)
+    argument_spec["base_url"]["required"] = True
+    argument_spec.update(
+        provider_url=dict(type="str", required=True),
+        provider_api_key=dict(type="str", no_log=True),
+        instance_name=dict(type="str", default="xinference"),
+        models=dict(
+            type="list",
+            elements="dict",
+            required=True,
+            options=dict(
+                name=dict(type="str", required=True),
+                type=dict(type="str", required=True, choices=["chat", "embedding", "rerank"]),
+                # Not a secret: a context length (the sanity test flags names with "token").
+                max_tokens=dict(type="int", default=8192, no_log=False),
             ),
-            set_defaults=dict(type="bool", default=True),
         ),
+        set_defaults=dict(type="bool", default=True),
+    )
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        required_one_of=[("password", "api_key")],
         supports_check_mode=True,
     )
+    ignored = ignored_proxy_variables(module.params["use_proxy"])
+    if module.params["timeout"] <= 0:
+        module.fail_json(msg="timeout must be more than 0 seconds", proxy_variables_ignored=ignored)
     try:
         result = register(module)
     except RagflowError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(**result)
+        module.fail_json(msg=str(exc), changed=exc.changed, proxy_variables_ignored=ignored)
+    module.exit_json(proxy_variables_ignored=ignored, **result)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
-"""A FAKE RAGFlow web API on 127.0.0.1, for testing ragflow_token without a RAGFlow stack.
+"""A FAKE RAGFlow web API on 127.0.0.1, for testing the ragflow modules without a RAGFlow stack.
 
-It follows RAGFlow's documented and implemented behaviour (v0.27.0 api/apps/restful_apis/user_api.py
-and system_api.py; v0.24 api/apps/user_app.py and system_app.py) for what the module uses:
+It follows RAGFlow's implementation at v0.27.0 and v0.24.0; UPSTREAM.md beside it names the upstream
+file and line of every route and behaviour it serves. What the modules use:
 
 - URL layouts: generation "v0.27" serves GET /api/v1/system/healthz, POST /api/v1/auth/login,
   GET/POST /api/v1/system/tokens and DELETE /api/v1/system/tokens/<token>; generation "v0.24" serves
@@ -14,9 +14,18 @@ and system_api.py; v0.24 api/apps/user_app.py and system_app.py) for what the mo
   per instance; an unknown email and a wrong password are code 109 (AUTHENTICATION_ERROR) with
   RAGFlow's messages, an undecryptable password is code 500. A good login returns the user and a
   JWT-shaped session in the Authorization response header.
-- Token endpoints need that session in the Authorization request header, else HTTP 401 with code
-  401, as RAGFlow's login_required does. New tokens have RAGFlow's format and fields (tenant_id,
-  token, beta, create_time, create_date, update_time, update_date; dialog_id and source null).
+- Users: add_user() is a registered user (it has an access_token, as registration sets one);
+  add_factory_admin() is admin@ragflow.io / "admin" as a new RAGFlow's admin server creates it, with
+  no access_token until it logs in.
+- login_required (current_user): the session of the user's latest login (each login gives the user
+  a new access_token, so older sessions stop working; a password change on v0.27 invalidates it), or
+  an API key, "Bearer <key>" or bare, whose tenant_id is the id of a user with a non-empty
+  access_token. Else HTTP 401 with code 401. A known path asked with another method is HTTP 405.
+- Tokens: list and create work in the tenant the user owns, delete in the user's first tenant
+  (tenants[0]); new tokens have RAGFlow's format and fields (tenant_id, token, beta, create_time,
+  create_date, update_time, update_date; dialog_id and source null).
+- Password change: PATCH /api/v1/users/me (v0.27) or POST /v1/user/setting (v0.24) with the old and
+  new password RSA-encrypted; a wrong old password is code 109 "Password error!".
 
 It keeps state in memory and logs every request in `requests` for assertions.
 """
@@ -40,16 +49,20 @@ ROUTES = {
         ("POST", "/api/v1/auth/login"): "login",
         ("GET", "/api/v1/system/tokens"): "list_tokens",
         ("POST", "/api/v1/system/tokens"): "create_token",
+        ("PATCH", "/api/v1/users/me"): "change_password",
     },
     "v0.24": {
         ("GET", "/v1/system/healthz"): "healthz",
         ("POST", "/v1/user/login"): "login",
         ("GET", "/v1/system/token_list"): "list_tokens",
         ("POST", "/v1/system/new_token"): "create_token",
+        ("POST", "/v1/user/setting"): "change_password",
     },
 }
 DELETE_PREFIX = {"v0.27": "/api/v1/system/tokens/", "v0.24": "/v1/system/token/"}
 AUTHENTICATION_ERROR = 109
+FACTORY_ADMIN = ("admin@ragflow.io", "admin")
+UNAUTHORIZED_ANSWER = (401, {"code": 401, "data": None, "message": "<Unauthorized '401: Unauthorized'>"}, {})
 
 
 def b64url(raw: bytes) -> str:
@@ -62,11 +75,14 @@ def ragflow_token() -> str:
 
 class FakeRagflow:
     def __init__(self, generation: str = "v0.27"):
-        self.generation = generation
+        # v0.25 (and v0.26) serve the /v1 layout, and already the health check under /api/v1 too.
+        self.extra_routes = {("GET", "/api/v1/system/healthz"): "healthz"} if generation == "v0.25" else {}
+        self.generation = "v0.24" if generation == "v0.25" else generation
         self.private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.users: dict[str, dict] = {}
         self.tokens: list[dict] = []
-        self.sessions: dict[str, str] = {}
+        # session -> (email, the access_token it carries); valid while the user still has that access_token.
+        self.sessions: dict[str, tuple[str, str]] = {}
         self.health = {"db": "ok", "redis": "ok", "doc_engine": "ok", "storage": "ok"}
         self.requests: list[tuple[str, str]] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -85,14 +101,48 @@ class FakeRagflow:
         )
 
     def add_user(self, email: str, password: str, tenant_id: str | None = None) -> str:
-        user_id = secrets.token_hex(16)
+        """A registered user who owns a tenant (whose id is the user's, as RAGFlow makes it); returns it."""
+        user_id = tenant_id or secrets.token_hex(16)
         # RAGFlow stores (a hash of) base64(password): what the login decrypts to.
         self.users[email] = {
             "id": user_id,
             "password": base64.b64encode(password.encode()).decode(),
-            "tenant_id": tenant_id or user_id,
+            "tenant_id": user_id,
+            "tenants": [user_id],
+            "access_token": secrets.token_hex(16),
         }
-        return self.users[email]["tenant_id"]
+        return user_id
+
+    def add_factory_admin(self) -> str:
+        """admin@ragflow.io / admin as a new RAGFlow's admin server creates it: no access_token yet."""
+        tenant = self.add_user(*FACTORY_ADMIN)
+        self.users[FACTORY_ADMIN[0]]["access_token"] = None
+        return tenant
+
+    def join_tenant(self, email: str, tenant_id: str) -> None:
+        """Make `email` a member of another tenant, listed first (as the older membership would be)."""
+        self.users[email]["tenants"].insert(0, tenant_id)
+
+    def password_of(self, email: str) -> str:
+        return base64.b64decode(self.users[email]["password"]).decode()
+
+    def current_user(self, authorization: str | None) -> dict | None:
+        """The user login_required lets in: a live session, else an API key of a user with an access_token."""
+        authorization = authorization or ""
+        parts = authorization.split(maxsplit=1)
+        key = parts[1] if len(parts) == 2 and parts[0].lower() == "bearer" else authorization
+        session = self.sessions.get(key)
+        if session:
+            email, access_token = session
+            user = self.users[email]
+            return user if user["access_token"] == access_token else None
+        rows = [row for row in self.tokens if row["token"] == key]
+        if not rows:
+            return None
+        owners = [user for user in self.users.values() if user["id"] == rows[0]["tenant_id"]]
+        if owners and (owners[0]["access_token"] or "").strip():
+            return owners[0]
+        return None
 
     def add_token(self, tenant_id: str, dialog_id: str | None = None, create_time: int | None = None) -> str:
         row = self._token_row(tenant_id)
@@ -148,7 +198,7 @@ class FakeRagflow:
         report["status"] = "ok" if all_ok else "nok"
         return (200 if all_ok else 500), report, {}
 
-    def login(self, _tenant, body):
+    def login(self, _user, body):
         email = body.get("email", "")
         user = self.users.get(email)
         if user is None:
@@ -159,19 +209,36 @@ class FakeRagflow:
             return 200, envelope(500, False, "Fail to crypt password"), {}
         if password != user["password"]:
             return 200, envelope(AUTHENTICATION_ERROR, False, "Email and password do not match!"), {}
+        user["access_token"] = secrets.token_hex(16)
         session = self._session(user["id"])
-        self.sessions[session] = user["tenant_id"]
+        self.sessions[session] = (email, user["access_token"])
         return 200, envelope(0, {"id": user["id"], "email": email}, "Welcome back!"), {"Authorization": session}
 
-    def list_tokens(self, tenant, _body):
+    def change_password(self, user, body):
+        try:
+            old = self._decrypt(body.get("password", ""))
+            new = self._decrypt(body["new_password"]) if body.get("new_password") else None
+        except ValueError:
+            return 200, envelope(500, False, "Fail to crypt password"), {}
+        if body.get("password") and old != user["password"]:
+            return 200, envelope(AUTHENTICATION_ERROR, False, "Password error!"), {}
+        if new:
+            user["password"] = new
+            if self.generation == "v0.27":
+                user["access_token"] = "INVALID_" + secrets.token_hex(16)
+        return 200, envelope(0, True), {}
+
+    def list_tokens(self, user, _body):
+        tenant = user["tenant_id"]
         return 200, envelope(0, [dict(row) for row in self.tokens if row["tenant_id"] == tenant]), {}
 
-    def create_token(self, tenant, _body):
-        row = self._token_row(tenant)
+    def create_token(self, user, _body):
+        row = self._token_row(user["tenant_id"])
         self.tokens.append(row)
         return 200, envelope(0, dict(row)), {}
 
-    def delete_token(self, tenant, token):
+    def delete_token(self, user, token):
+        tenant = user["tenants"][0]
         self.tokens = [row for row in self.tokens if not (row["tenant_id"] == tenant and row["token"] == token)]
         return 200, envelope(0, True), {}
 
@@ -196,21 +263,24 @@ class FakeRagflow:
                 fake.requests.append((self.command, self.path))
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
-                endpoint = ROUTES[fake.generation].get((self.command, self.path))
+                routes = {**ROUTES[fake.generation], **fake.extra_routes}
+                endpoint = routes.get((self.command, self.path))
                 argument = body
                 prefix = DELETE_PREFIX[fake.generation]
                 if endpoint is None and self.command == "DELETE" and self.path.startswith(prefix):
                     endpoint, argument = "delete_token", self.path[len(prefix) :]
                 if endpoint is None:
+                    if any(path == self.path for _method, path in routes):
+                        return self._answer(405, envelope(405, None, "Method Not Allowed"), {})
                     return self._answer(404, envelope(404, None, "Not Found"), {})
-                tenant = None
+                user = None
                 if endpoint not in ("healthz", "login"):
-                    tenant = fake.sessions.get(self.headers.get("Authorization", ""))
-                    if tenant is None:
-                        return self._answer(401, envelope(401, None, "<Unauthorized '401: Unauthorized'>"), {})
-                return self._answer(*getattr(fake, endpoint)(tenant, argument))
+                    user = fake.current_user(self.headers.get("Authorization"))
+                    if user is None:
+                        return self._answer(*UNAUTHORIZED_ANSWER)
+                return self._answer(*getattr(fake, endpoint)(user, argument))
 
-            do_GET = do_POST = do_DELETE = _dispatch
+            do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = _dispatch
 
         return Handler
 

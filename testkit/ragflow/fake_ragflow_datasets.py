@@ -1,5 +1,7 @@
 """The FAKE RAGFlow of fake_ragflow_providers.py, extended with the /api/v1 SDK endpoints ragflow_e2e uses.
 
+UPSTREAM.md beside it names the upstream file and line of every route and behaviour it serves.
+
 It follows RAGFlow's implementation of datasets, documents, retrieval and chats:
 
 - generation "v0.24" (api/apps/sdk/dataset.py, doc.py, chat.py, session.py; auth by token_required in
@@ -12,7 +14,8 @@ It follows RAGFlow's implementation of datasets, documents, retrieval and chats:
   the deprecated alias of api/apps/backward_compat.py.
 
 Both serve POST/DELETE /api/v1/datasets, POST/GET /api/v1/datasets/<id>/documents (upload as multipart
-field `file`; list with ?id=), POST /api/v1/datasets/<id>/chunks (start parsing), POST /api/v1/retrieval,
+field `file`; list with ?id=), POST /api/v1/datasets/<id>/chunks (start parsing), GET
+/api/v1/datasets/<id>/documents/<id>/chunks (list a document's chunks), POST /api/v1/retrieval,
 POST/DELETE /api/v1/chats, POST /api/v1/chats/<id>/sessions. Answers are RAGFlow's envelopes, codes and
 messages, ids are uuid1 hex as RAGFlow's get_uuid() makes them, and a document's `run` is reported as
 UNSTART/RUNNING/CANCEL/DONE/FAIL. The deletes keep RAGFlow's edges: on v0.24 an empty chat id list
@@ -57,6 +60,7 @@ SDK_ROUTES = [
     ("POST", r"/api/v1/datasets/(?P<dataset_id>[^/]+)/documents", "upload_document"),
     ("GET", r"/api/v1/datasets/(?P<dataset_id>[^/]+)/documents", "list_documents"),
     ("POST", r"/api/v1/datasets/(?P<dataset_id>[^/]+)/chunks", "start_parsing"),
+    ("GET", r"/api/v1/datasets/(?P<dataset_id>[^/]+)/documents/(?P<document_id>[^/]+)/chunks", "list_chunks"),
     ("POST", r"/api/v1/retrieval", "retrieval"),
     ("POST", r"/api/v1/chats", "create_chat"),
     ("DELETE", r"/api/v1/chats", "delete_chats"),
@@ -125,9 +129,8 @@ class FakeRagflowDatasets(FakeRagflowProviders):
                 message = "Authentication error: API key is invalid!"
                 return None, (200, envelope(AUTHENTICATION_ERROR, False, message), {})
             return tenant, None
-        key = parts[1] if len(parts) == 2 and parts[0].lower() == "bearer" else (authorization or "")
-        tenant = self.sessions.get(key) or self._token_tenant(key)
-        return (tenant, None) if tenant else (None, UNAUTHORIZED)
+        user = self.current_user(authorization)
+        return (user["tenant_id"], None) if user else (None, UNAUTHORIZED)
 
     def _token_tenant(self, token: str) -> str | None:
         rows = [row for row in self.tokens if row["token"] == token]
@@ -263,6 +266,30 @@ class FakeRagflowDatasets(FakeRagflowProviders):
             self._advance(row)
         shown = [self._shown(row) for row in sorted(rows, key=lambda row: -row["create_time"])]
         return ok({"total": len(shown), "docs": shown})
+
+    def list_chunks(self, tenant, _body, match):
+        """A parsed document's chunks in order, {total, chunks, doc} as the SDK's Document.list_chunks reads them."""
+        if self._owned(tenant, match["dataset_id"]) is None:
+            return refused("You don't own the dataset %s." % match["dataset_id"])
+        document = self.documents.get(match["document_id"])
+        if document is None or document["dataset_id"] != match["dataset_id"]:
+            return refused("You don't own the document %s." % match["document_id"])
+        chunks = [
+            {
+                "id": chunk["id"],
+                "content": chunk["content"],
+                "document_id": document["id"],
+                "docnm_kwd": document["name"],
+                "important_keywords": [],
+                "questions": [],
+                "dataset_id": document["dataset_id"],
+                "image_id": "",
+                "available": True,
+                "positions": [],
+            }
+            for chunk in document.get("chunks", [])
+        ]
+        return ok({"total": len(chunks), "chunks": chunks, "doc": self._shown(document)})
 
     def start_parsing(self, tenant, body, match):
         if self._owned(tenant, match["dataset_id"]) is None:

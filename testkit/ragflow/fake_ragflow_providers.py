@@ -1,5 +1,7 @@
 """The FAKE RAGFlow of fake_ragflow.py, extended with the model-provider endpoints ragflow_provider uses.
 
+UPSTREAM.md beside it names the upstream file and line of every route and behaviour it serves.
+
 It follows RAGFlow's implementation of those endpoints:
 
 - generation "v0.27" (api/apps/restful_apis/provider_api.py, models_api.py and
@@ -13,9 +15,11 @@ It follows RAGFlow's implementation of those endpoints:
   POST /v1/user/set_tenant_info (requires tenant_id, asr_id, embd_id, img2txt_id, llm_id). A tenant
   default is stored as "model@factory".
 
-Creating an instance, updating it, and add_llm test-call every model before saving, as RAGFlow does;
-here a model answers when `serving[base_url]` names it, else the request fails with RAGFlow's
-"Fail to access ..." message (code 102, DATA_ERROR) and nothing is saved.
+Creating an instance, updating it (unless verify is false) and POST .../connection test-call the
+models as v0.27's verify_api_key does: one after the other until the FIRST one answers, then all are
+saved (a model that does not answer but comes after one that does is saved unchecked); only when none
+answers the request fails with the "Fail to access ..." messages joined (code 102, DATA_ERROR).
+v0.24's add_llm test-calls its one model. Here a model answers when `serving[base_url]` names it.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ PROVIDER_ROUTES = {
         ("GET", r"/api/v1/providers", "list_providers"),
         ("PUT", r"/api/v1/providers", "add_provider"),
         ("GET", r"/api/v1/providers/(?P<provider>[^/]+)/instances", "list_instances"),
+        ("POST", r"/api/v1/providers/(?P<provider>[^/]+)/connection", "verify_connection"),
         ("POST", r"/api/v1/providers/(?P<provider>[^/]+)/instances", "create_instance"),
         ("GET", r"/api/v1/providers/(?P<provider>[^/]+)/instances/(?P<instance>[^/]+)", "show_instance"),
         ("PUT", r"/api/v1/providers/(?P<provider>[^/]+)/instances/(?P<instance>[^/]+)", "update_instance"),
@@ -80,7 +85,9 @@ class FakeRagflowProviders(FakeRagflow):
         self.tenant_fields: dict[str, dict[str, str]] = {}
 
     def writes(self) -> list[tuple[str, str]]:
-        return super().writes() + [request for request in self.requests if request[0] in ("PUT", "PATCH")]
+        """Requests that change something: a connection test (POST .../connection) saves nothing."""
+        changing = super().writes() + [request for request in self.requests if request[0] in ("PUT", "PATCH")]
+        return [request for request in changing if not request[1].endswith("/connection")]
 
     def serve(self, base_url: str, *model_names: str) -> None:
         self.serving.setdefault(base_url, set()).update(model_names)
@@ -118,9 +125,20 @@ class FakeRagflowProviders(FakeRagflow):
         return ok([{"id": row["id"], "instance_name": name, "status": "enable"} for name, row in instances.items()])
 
     def _verify_all(self, base_url, model_info):
-        return "".join(
-            self.verify_model(base_url, model["model_name"], model["model_type"][0]) for model in model_info or []
-        )
+        """verify_api_key: "" as soon as one model answers, else every failure message joined."""
+        failures = ""
+        for model in model_info or []:
+            failure = self.verify_model(base_url, model["model_name"], model["model_type"][0])
+            if not failure:
+                return ""
+            failures += failure
+        return failures or "No valid models found"
+
+    def verify_connection(self, _tenant, body, _match):
+        if "api_key" not in body:
+            return refused("api_key is required", ARGUMENT_ERROR)
+        failures = self._verify_all(body.get("base_url", ""), body.get("model_info"))
+        return refused(failures) if failures else ok(None)
 
     @staticmethod
     def _models(model_info):
@@ -298,11 +316,11 @@ class FakeRagflowProviders(FakeRagflow):
                 fake.requests.append((self.command, self.path))
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
-                tenant = fake.sessions.get(self.headers.get("Authorization", ""))
-                if tenant is None:
+                user = fake.current_user(self.headers.get("Authorization"))
+                if user is None:
                     return self._answer(401, envelope(401, None, "<Unauthorized '401: Unauthorized'>"), {})
                 endpoint, match = route
-                return self._answer(*getattr(fake, endpoint)(tenant, body, match))
+                return self._answer(*getattr(fake, endpoint)(user["tenant_id"], body, match))
 
             do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _dispatch
 

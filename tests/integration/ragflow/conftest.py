@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
-from testkit.mariadb import MARIADB_PROGRAMS, MariaDB
+from testkit.mariadb import MariaDB, find_programs
 from testkit.ragflow.fake_ragflow import FakeRagflow
 from testkit.support import ModuleRunner
 
@@ -26,15 +23,10 @@ def fake_ragflow(request):
 
 @pytest.fixture(scope="session")
 def mariadb(tmp_path_factory):
-    # mariadbd lives in /usr/sbin, which a non-root user's PATH often lacks.
-    search_path = os.environ["PATH"] + os.pathsep + "/usr/sbin"
-    programs = {program: shutil.which(program, path=search_path) for program in MARIADB_PROGRAMS}
-    missing = [program for program, path in programs.items() if path is None]
-    if missing:
-        pytest.fail(
-            "%s not found: install MariaDB with `apt-get install -y mariadb-server`" % ", ".join(missing),
-            pytrace=False,
-        )
+    try:
+        programs = find_programs()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
     server = MariaDB(tmp_path_factory.mktemp("mariadb"), programs)
     yield server
     server.stop()

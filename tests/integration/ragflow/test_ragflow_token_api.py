@@ -4,6 +4,8 @@ import re
 
 import pytest
 
+from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow_api import encrypt_password
+from testkit.ragflow.fake_ragflow import FakeRagflow
 from testkit.support import free_port
 
 pytestmark = pytest.mark.integration
@@ -107,7 +109,8 @@ def test_database_down_in_healthz_stops_before_login(fake_ragflow, run_module):
 
     assert result["failed"] is True
     assert result["msg"].startswith("RAGFlow at %s is not ready, its database is not ok: db=nok" % fake_ragflow.url)
-    assert [path for _method, path in fake_ragflow.requests if "login" in path] == []
+    # The probe asks whether the login route exists (GET); nobody logs in (POST).
+    assert [path for method, path in fake_ragflow.requests if "login" in path and method == "POST"] == []
 
 
 def test_unreachable_ragflow(run_module):
@@ -124,4 +127,68 @@ def test_api_options_are_required(run_module):
     result = run_module({"email": EMAIL})
 
     assert result["failed"] is True
-    assert result["msg"] == "method is api but all of the following are missing: base_url, password"
+    assert result["msg"].startswith("method is api but ")
+    assert "base_url" in result["msg"]
+
+
+def test_rotate_in_a_user_of_several_tenants_reports_the_keys_left(fake_ragflow, run_module):
+    """RAGFlow deletes in the user's first tenant (tenants[0]); a membership listed first keeps the keys."""
+    tenant = fake_ragflow.add_user(EMAIL, PASSWORD)
+    old = fake_ragflow.add_token(tenant)
+    fake_ragflow.join_tenant(EMAIL, "f" * 32)
+
+    result = run_module(api_args(fake_ragflow, rotate=True))
+
+    assert (result["failed"], result["changed"]) == (True, True)
+    assert result["msg"].startswith("rotate created a new API key but 1 of 1 older keys are still there")
+    assert old in fake_ragflow.tokens_of(tenant)
+
+
+def test_rotate_reports_the_deletions_that_happened(fake_ragflow, run_module):
+    tenant = fake_ragflow.add_user(EMAIL, PASSWORD)
+    old = [fake_ragflow.add_token(tenant) for _key in range(2)]
+
+    result = run_module(api_args(fake_ragflow, rotate=True))
+
+    assert (result["changed"], result["deleted_tokens"]) == (True, 2)
+    assert fake_ragflow.tokens_of(tenant) == [result["token"]]
+    assert not set(old) & set(fake_ragflow.tokens_of(tenant))
+
+
+def test_an_api_key_is_used_instead_of_a_login(fake_ragflow, run_module):
+    tenant = fake_ragflow.add_user(EMAIL, PASSWORD)
+    key = fake_ragflow.add_token(tenant)
+
+    result = run_module(api_args(fake_ragflow, password=None, api_key=key))
+
+    # The key found is the key given, a no_log value: Ansible masks it in the result.
+    assert (result["changed"], result["tenant_id"]) == (False, tenant)
+    assert result["token"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+    assert [path for method, path in fake_ragflow.requests if method == "POST" and "login" in path] == []
+
+
+def test_a_login_ends_the_users_earlier_session(fake_ragflow):
+    """What the docs warn about: each login replaces the user's access_token (user_api.py login)."""
+    fake_ragflow.add_user(EMAIL, PASSWORD)
+    first = fake_ragflow.login(None, {"email": EMAIL, "password": encrypt_for(fake_ragflow, PASSWORD)})[2]
+    assert fake_ragflow.current_user(first["Authorization"])["id"]
+    second = fake_ragflow.login(None, {"email": EMAIL, "password": encrypt_for(fake_ragflow, PASSWORD)})[2]
+
+    assert fake_ragflow.current_user(first["Authorization"]) is None
+    assert fake_ragflow.current_user(second["Authorization"]) is not None
+
+
+def test_v025_which_serves_healthz_under_api_v1_logs_in_at_v1(run_module):
+    fake = FakeRagflow("v0.25").start()
+    try:
+        fake.add_user(EMAIL, PASSWORD)
+        result = run_module(api_args(fake))
+    finally:
+        fake.stop()
+
+    assert (result["changed"], result["api_generation"]) == (True, "v0.24")
+    assert ("POST", "/v1/user/login") in fake.requests
+
+
+def encrypt_for(fake, password):
+    return encrypt_password(password, fake.public_key_pem)

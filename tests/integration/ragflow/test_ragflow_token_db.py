@@ -15,14 +15,17 @@ pytestmark = pytest.mark.integration
 DATABASE = "rag_flow"
 EMAIL = "admin@example.com"
 USER_ID = "a1" * 16
-TENANT_ID = "b2" * 16
+# RAGFlow gives the tenant a user owns the user's id (user_register, init_default_admin), and accepts a
+# tenant's API keys only for the user with that id.
+TENANT_ID = USER_ID
 TOKEN_FORMAT = re.compile(r"^ragflow-[A-Za-z0-9_-]{43}$")
 BETA_FORMAT = re.compile(r"^[A-Za-z0-9_-]{32}$")
 
 
 @pytest.fixture
 def ragflow_db(mariadb):
-    """RAGFlow's tables with one user who owns a tenant of another id (as for invited-then-owner users)."""
+    """RAGFlow's tables with one user, as RAGFlow's admin server creates admin@ragflow.io: no
+    access_token (never logged in); the user owns a tenant and is a member of another, listed first."""
     mariadb.create_database(DATABASE)
     with mariadb.root(DATABASE) as connection, connection.cursor() as cursor:
         cursor.execute(
@@ -32,8 +35,8 @@ def ragflow_db(mariadb):
         )
         cursor.execute(
             "INSERT INTO tenant (id, llm_id, embd_id, asr_id, img2txt_id, rerank_id, parser_ids)"
-            " VALUES (%s, '', '', '', '', '', '')",
-            (TENANT_ID,),
+            " VALUES (%s, '', '', '', '', '', ''), (%s, '', '', '', '', '', '')",
+            (TENANT_ID, "d4" * 16),
         )
         cursor.execute(
             "INSERT INTO user_tenant (id, user_id, tenant_id, role, invited_by) VALUES"
@@ -92,6 +95,56 @@ def test_creates_a_row_as_ragflow_does_then_leaves_it(ragflow_db, run_module):
     assert (checked["changed"], checked["token"]) == (False, token)
     assert (again["changed"], again["token"]) == (False, token)
     assert token_rows(ragflow_db) == (row,)
+
+
+def key_user(server, token):
+    """The user RAGFlow lets in with API key `token`, by its rule (api/apps/__init__.py _load_user at
+    v0.27.0, lines 211-221; v0.24.0 lines 126-134): the user whose id is the key's tenant_id, and only
+    while that user's access_token is not empty. None when RAGFlow would answer 401."""
+    with server.root(DATABASE) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT u.email, u.access_token FROM api_token t JOIN `user` u ON u.id = t.tenant_id WHERE t.token = %s",
+            (token,),
+        )
+        rows = cursor.fetchall()
+    return rows[0][0] if rows and (rows[0][1] or "").strip() else None
+
+
+def test_a_key_for_a_user_who_never_logged_in_works_at_once(ragflow_db, run_module):
+    predicted = run_module(db_args(ragflow_db), check_mode=True)
+    created = run_module(db_args(ragflow_db))
+    again = run_module(db_args(ragflow_db))
+
+    assert (predicted["changed"], predicted["access_token_set"]) == (True, True)
+    assert (created["changed"], created["access_token_set"]) == (True, True)
+    assert key_user(ragflow_db, created["token"]) == EMAIL
+    assert (again["changed"], again["access_token_set"], again["token"]) == (False, False, created["token"])
+
+
+def test_an_existing_key_of_a_user_who_never_logged_in_is_made_to_work(ragflow_db, run_module):
+    with ragflow_db.root(DATABASE) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO api_token (tenant_id, token, create_time) VALUES (%s, 'ragflow-written-by-hand', 1)",
+            (TENANT_ID,),
+        )
+    assert key_user(ragflow_db, "ragflow-written-by-hand") is None
+
+    result = run_module(db_args(ragflow_db))
+
+    assert (result["changed"], result["token"], result["access_token_set"]) == (True, "ragflow-written-by-hand", True)
+    assert key_user(ragflow_db, "ragflow-written-by-hand") == EMAIL
+
+
+def test_a_logged_in_users_session_is_left_alone(ragflow_db, run_module):
+    with ragflow_db.root(DATABASE) as connection, connection.cursor() as cursor:
+        cursor.execute("UPDATE `user` SET access_token = %s WHERE id = %s", ("9" * 32, USER_ID))
+
+    result = run_module(db_args(ragflow_db))
+
+    assert (result["changed"], result["access_token_set"]) == (True, False)
+    with ragflow_db.root(DATABASE) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT access_token FROM `user` WHERE id = %s", (USER_ID,))
+        assert cursor.fetchall() == (("9" * 32,),)
 
 
 def test_rotate_replaces_the_api_keys_and_keeps_embed_tokens(ragflow_db, run_module):

@@ -180,3 +180,56 @@ def test_unreachable_ragflow(run_provider_module):
 
     assert result["failed"] is True
     assert result["msg"].startswith("RAGFlow is not reachable at %s: " % url)
+
+
+def test_a_model_after_one_that_answers_is_still_verified(fake_ragflow, run_provider_module):
+    """v0.27 saves an instance once its FIRST model answers; the module tests every model on its own."""
+    tenant = fake_ragflow.add_user(EMAIL, PASSWORD)
+    fake_ragflow.serve(XINFERENCE, "qwen2.5-instruct", "bge-reranker-v2-m3")
+
+    result = run_provider_module(provider_args(fake_ragflow))
+
+    assert result["failed"] is True
+    assert "bge-m3" in result["msg"]
+    assert "bge-m3" not in [name for name, *_rest in registered(fake_ragflow, tenant)]
+    if fake_ragflow.generation == "v0.27":
+        # Every model is tested before anything is saved.
+        assert "bge-m3 (embedding): " in result["msg"]
+        assert "qwen2.5-instruct" not in result["msg"]
+        assert (result["changed"], registered(fake_ragflow, tenant)) == (False, [])
+    else:
+        # add_llm saved the chat model before the embedding model failed: that is a change, and said.
+        assert result["changed"] is True
+        assert "(done before: add chat model qwen2.5-instruct" in result["msg"]
+
+
+def test_the_double_saves_what_follows_the_first_answering_model_as_ragflow_does(fake_ragflow):
+    """The upstream behaviour the module guards against, served by the double (UPSTREAM.md)."""
+    if fake_ragflow.generation != "v0.27":
+        pytest.skip("v0.24's add_llm takes one model at a time")
+    tenant = fake_ragflow.add_user(EMAIL, PASSWORD)
+    fake_ragflow.serve(XINFERENCE, "qwen2.5-instruct")
+    fake_ragflow.providers[tenant] = {"Xinference": {}}
+    model_info = [
+        {"model_name": "qwen2.5-instruct", "model_type": ["chat"]},
+        {"model_name": "not-served", "model_type": ["embedding"]},
+    ]
+
+    answer = fake_ragflow.create_instance(
+        tenant, {"instance_name": "x", "base_url": XINFERENCE, "model_info": model_info}, {"provider": "Xinference"}
+    )
+
+    assert answer[1]["code"] == 0
+    assert sorted(fake_ragflow.providers[tenant]["Xinference"]["x"]["models"]) == ["not-served", "qwen2.5-instruct"]
+
+
+def test_an_api_key_is_used_instead_of_a_login(fake_ragflow, run_provider_module):
+    tenant = fake_ragflow.add_user(EMAIL, PASSWORD)
+    key = fake_ragflow.add_token(tenant)
+    fake_ragflow.serve(XINFERENCE, "qwen2.5-instruct", "bge-m3", "bge-reranker-v2-m3")
+
+    result = run_provider_module(provider_args(fake_ragflow, password=None, api_key=key))
+
+    assert result["changed"] is True
+    assert registered(fake_ragflow, tenant) == WANTED
+    assert [path for method, path in fake_ragflow.requests if method == "POST" and "login" in path] == []

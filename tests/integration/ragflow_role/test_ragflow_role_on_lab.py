@@ -121,12 +121,10 @@ class LabProject:
                         "command": ["python3", "/stand_ins/ragflow_stand_in.py"],
                         "volumes": [
                             stand_ins,
-                            "%s:/opt/double/ragflow_double:ro" % (REPO / "tests" / "integration" / "ragflow"),
+                            "%s:/opt/double/ragflow_double:ro" % (REPO / "testkit" / "ragflow"),
                             "%s:/ragflow/conf/private.pem:ro" % private_pem,
                         ],
                         "environment": {
-                            "RAGFLOW_STAND_IN_EMAIL": "admin@ragflow.io",
-                            "RAGFLOW_STAND_IN_PASSWORD": self.admin_password,
                             "RAGFLOW_STAND_IN_SERVING": "%s=%s" % (XINFERENCE, ",".join(m["name"] for m in MODELS)),
                         },
                     },
@@ -174,6 +172,12 @@ class LabProject:
     def identities(self):
         """Service -> (container id, start time): what changes when compose recreates or restarts it."""
         return {service: (item["Id"], item["State"]["StartedAt"]) for service, item in self.containers().items()}
+
+    def published(self, service):
+        """`docker port` of a service's container: one "<container port> -> <host address:port>" per line."""
+        container = self.containers()[service]["Id"]
+        proc = subprocess.run(["docker", "port", container], capture_output=True, text=True, check=True)
+        return proc.stdout.split("\n")
 
     def es_heap(self):
         """(heap init, heap max) as the es01 stand-in reports them on its published port."""
@@ -239,6 +243,10 @@ def test_first_run_deploys_caps_the_heap_and_registers_xinference(lab_project):
         "rerank": "bge-reranker-v2-m3",
     }
     assert "Deploy the compose project" in changed
+    # The stand-in starts as a new RAGFlow does: admin@ragflow.io / admin, changed to the vaulted password.
+    first_boot = tasks["Set the admin's password (RAGFlow's first boot)"]
+    assert first_boot["changed"] is True
+    assert first_boot["msg"] == "changed the password of admin@ragflow.io from initial_password"
     # This machine is a Docker container: the role reports vm.max_map_count instead of failing.
     assert "Report vm.max_map_count that a container cannot raise" in tasks
     assert "cannot change it" in tasks["Report vm.max_map_count that a container cannot raise"]["msg"]
@@ -258,6 +266,17 @@ def test_second_run_changes_nothing_in_check_mode_and_for_real(lab_project):
     registration = "Register the Xinference models and make them the tenant's defaults"
     assert check_tasks[registration]["changes"] == tasks[registration]["changes"] == []
     assert lab_project.identities() == before
+
+
+def test_only_web_and_api_are_published_beyond_loopback(lab_project):
+    data_services = {"es01": ["9200"], "mysql": ["3306"], "minio": ["9000", "9001"], "redis": ["6379"]}
+    for service, ports in data_services.items():
+        lines = [line for line in lab_project.published(service) if line]
+        assert sorted(line.split("/")[0] for line in lines) == sorted(ports), lines
+        assert all(line.split(" -> ")[1].startswith("127.0.0.1:") for line in lines), (service, lines)
+    ragflow = [line for line in lab_project.published("ragflow-cpu") if line]
+    api = [line for line in ragflow if line.startswith("9380/tcp")]
+    assert api and all(line.split(" -> ")[1].startswith(("0.0.0.0:", "[::]:")) for line in api), ragflow
 
 
 def test_check_mode_with_a_new_heap_changes_nothing(lab_project):

@@ -32,8 +32,12 @@ pytestmark = pytest.mark.unit
 
 
 class MemoryStore:
-    def __init__(self, rows=()):
+    """A token store in memory; `undeletable` tokens survive delete_token, as keys of another tenant
+    do when RAGFlow deletes in the user's first tenant."""
+
+    def __init__(self, rows=(), undeletable=()):
         self.rows = [dict(row) for row in rows]
+        self.undeletable = set(undeletable)
         self.created = []
         self.deleted = []
 
@@ -43,10 +47,13 @@ class MemoryStore:
     def create_token(self):
         token = "ragflow-new%d" % len(self.created)
         self.created.append(token)
+        self.rows.append({"token": token, "dialog_id": None, "create_time": 9})
         return token
 
     def delete_token(self, token):
         self.deleted.append(token)
+        if token not in self.undeletable:
+            self.rows = [row for row in self.rows if row["token"] != token]
 
 
 OLD = {"token": "ragflow-old", "dialog_id": None, "create_time": 1}
@@ -115,7 +122,11 @@ def test_schema_query_is_parameterised_for_the_three_tables():
 def test_missing_columns_names_tables_and_columns():
     present = [("USER", "ID"), ("user", "email"), ("user_tenant", "user_id"), ("user_tenant", "tenant_id")]
 
-    assert missing_columns("db", present) == ["column user_tenant.role", "table db.api_token"]
+    assert missing_columns("db", present) == [
+        "column user.access_token",
+        "column user_tenant.role",
+        "table db.api_token",
+    ]
 
 
 def test_insert_writes_milliseconds_and_local_datetimes_to_the_second():
@@ -181,3 +192,16 @@ def test_public_key_from_text_file_or_ragflows_default(tmp_path):
         load_public_key("/nonexistent.pem")
     with pytest.raises(RagflowError, match="public_key is not a PEM RSA public key"):
         encrypt_password("x", "-----BEGIN PUBLIC KEY-----\nbroken\n-----END PUBLIC KEY-----\n")
+
+
+def test_rotate_fails_changed_when_an_old_key_survives_its_deletion():
+    store = MemoryStore([OLD, NEW], undeletable=["ragflow-old"])
+
+    with pytest.raises(
+        RagflowError,
+        match=r"1 of 2 older keys are still there: RAGFlow deletes keys in the user's "
+        r"first tenant",
+    ) as raised:
+        ensure_token(store, rotate=True, check_mode=False)
+
+    assert raised.value.changed is True
