@@ -5,11 +5,13 @@ runs there already as declared, minilm was terminated, so the role has one model
 """
 
 import json
+import os
+import subprocess
 
 import pytest
 import yaml
 
-from testkit.support import REPO, report, run_tool
+from testkit.support import REPO, free_port, report, run_tool
 from testkit.xinference import embedding, tiny_llm
 
 pytestmark = pytest.mark.integration
@@ -137,4 +139,179 @@ def test_compose_project_per_node_role_is_valid_compose(tmp_path):
         assert service["environment"]["XINFERENCE_HOME"] == "/xinference"
         assert service["restart"] == "unless-stopped"
         assert {volume["target"] for volume in service["volumes"]} == {"/xinference", "/models"}
+    for service in (single, gpu1):
         assert service["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
+
+
+def render_role_templates(tmp_path, templates, inventory, *hosts):
+    """Render the role's `templates` ({template: file name pattern}) per host, as the role does: its
+    defaults as the inventory's group_vars (so that host variables override them), its vars/ as vars."""
+    (tmp_path / "group_vars").mkdir(exist_ok=True)
+    (tmp_path / "group_vars" / "all.yml").write_text((ROLE / "defaults" / "main.yml").read_text())
+    playbook = [
+        {
+            "name": "Render the xinference role's templates",
+            "hosts": "all",
+            "gather_facts": False,
+            "vars_files": [str(ROLE / "vars" / "main.yml")],
+            "tasks": [
+                {
+                    "name": "Render %s" % template,
+                    "ansible.builtin.template": {
+                        "src": str(ROLE / "templates" / template),
+                        "dest": str(tmp_path / dest),
+                        "mode": "0600",
+                    },
+                    "delegate_to": "localhost",
+                }
+                for template, dest in templates.items()
+            ],
+        }
+    ]
+    proc = run_playbook(tmp_path, playbook, inventory, "--limit", ",".join(hosts))
+    assert proc.returncode == 0, report(proc)
+
+
+def test_cpu_hosts_get_the_cpu_image_and_a_supervisor_reserves_no_gpu(tmp_path):
+    local = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
+    inventory = {
+        "all": {
+            "hosts": {"cpu-single": {**local, "xinference_gpus": False}, "gpu-single": local, "localhost": local},
+            "children": {
+                "xinference_supervisor": {"hosts": {"head": {**local, "ansible_host": "10.9.0.1"}}},
+                "xinference_workers": {"hosts": {"gpu1": {**local, "ansible_host": "10.9.0.2"}}},
+            },
+        }
+    }
+    render_role_templates(
+        tmp_path,
+        {"docker-compose.yml.j2": "{{ inventory_hostname }}.yml"},
+        inventory,
+        "cpu-single,gpu-single,head,gpu1",
+    )
+
+    def config(host):
+        parsed = run_tool(["docker-compose", "-f", str(tmp_path / ("%s.yml" % host)), "config", "--format", "json"])
+        assert parsed.returncode == 0, report(parsed)
+        return json.loads(parsed.stdout)["services"]["xinference"]
+
+    cpu, gpu, head, gpu1 = config("cpu-single"), config("gpu-single"), config("head"), config("gpu1")
+    assert cpu["image"] == "xprobe/xinference:v4.1.0-cpu"
+    assert "deploy" not in cpu
+    assert gpu["image"] == "xprobe/xinference:v4.1.0"
+    assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    assert "deploy" not in head, "the supervisor runs no model and must not reserve GPUs"
+    assert gpu1["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
+
+
+def parse_environment_file(text):
+    """KEY="value" lines as systemd reads them (the role writes JSON-quoted values)."""
+    return {
+        name: json.loads(value)
+        for name, value in (line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    }
+
+
+def test_process_mode_unit_environment_file_and_package_index(tmp_path, xinference_venv):
+    """The systemd unit systemd-analyze accepts, its environment file, and the pip.conf that Xinference's
+    own code (utils.get_pip_config_args, what a model virtualenv install uses) reads as the index."""
+    local = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
+    single = {
+        "xinference_deploy": "process",
+        "xinference_venv": str(xinference_venv),
+        "xinference_home_dir": str(tmp_path / "home"),
+        "xinference_config_dir": str(tmp_path),
+        "xinference_pip_index_url": "http://127.0.0.1:18111/simple",
+        "xinference_pip_extra_index_url": "http://127.0.0.1:18112/simple",
+        "xinference_pip_trusted_host": ["127.0.0.1"],
+        "xinference_model_virtualenv": True,
+        "xinference_extra_env": {"XINFERENCE_TRUST_REMOTE_CODE": "1"},
+    }
+    inventory = {"all": {"hosts": {"single": {**local, **single}, "localhost": local}}}
+    render_role_templates(
+        tmp_path,
+        {
+            "xinference.service.j2": "xinference-local.service",
+            "xinference.env.j2": "xinference-local.env",
+            "pip.conf.j2": "pip.conf",
+        },
+        inventory,
+        "single",
+    )
+    unit = (tmp_path / "xinference-local.service").read_text()
+    environment = parse_environment_file((tmp_path / "xinference-local.env").read_text())
+
+    assert "EnvironmentFile=%s" % (tmp_path / "xinference-local.env") in unit
+    assert (
+        "ExecStart=%s/bin/python %s/bin/xinference-local --host 0.0.0.0 --port 9997"
+        % (
+            xinference_venv,
+            xinference_venv,
+        )
+        in unit
+    )
+    assert "Restart=on-failure" in unit
+    verify = run_tool(["systemd-analyze", "verify", "--man=no", str(tmp_path / "xinference-local.service")])
+    assert verify.returncode == 0, report(verify)
+    assert environment == {
+        "XINFERENCE_HOME": str(tmp_path / "home"),
+        "HF_ENDPOINT": "https://hf-mirror.com",
+        "XINFERENCE_AUTH_ADVANCED": "1",
+        "XINFERENCE_ENABLE_VIRTUAL_ENV": "1",
+        "PIP_CONFIG_FILE": str(tmp_path / "home" / "pip.conf"),
+        "XINFERENCE_TRUST_REMOTE_CODE": "1",
+    }
+    read = subprocess.run(
+        [
+            str(xinference_venv / "bin" / "python"),
+            "-c",
+            "import json; from xinference.utils import get_pip_config_args; print(json.dumps(get_pip_config_args()))",
+        ],
+        env={**os.environ, "PIP_CONFIG_FILE": str(tmp_path / "pip.conf")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert read.returncode == 0, read.stderr
+    settings = json.loads(read.stdout.strip().splitlines()[-1])
+    assert settings["index_url"] == "http://127.0.0.1:18111/simple"
+    assert settings["extra_index_url"] == "http://127.0.0.1:18112/simple"
+    assert settings["trusted_host"] == "127.0.0.1"
+
+
+def test_check_mode_on_a_host_never_deployed_reports_and_skips_what_needs_the_server(tmp_path, xinference_venv):
+    """site.yml --check on a fresh inventory: the process deployment says what it would change, and what
+    needs the API (admin setup, inference key, workers, models) is skipped with the reason, not failed."""
+    local = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
+    port = free_port()
+    playbook = [
+        {
+            "name": "Deploy Xinference as a process, in check mode",
+            "hosts": "fresh",
+            "gather_facts": False,
+            "roles": [
+                {
+                    "role": "llmops.ragstack.xinference",
+                    "xinference_deploy": "process",
+                    "xinference_venv": str(xinference_venv),
+                    "xinference_home_dir": str(tmp_path / "home"),
+                    "xinference_config_dir": str(tmp_path / "etc"),
+                    "xinference_port": port,
+                    "xinference_admin_password": "check-mode-password",
+                    "xinference_pip_index_url": "http://127.0.0.1:1/simple",
+                }
+            ],
+        }
+    ]
+    inventory = {"all": {"hosts": {"fresh": local}}}
+
+    proc = run_playbook(tmp_path, playbook, inventory, "--check")
+
+    assert proc.returncode == 0, report(proc)
+    counts = recap_counts(proc, "fresh")
+    assert counts["failed"] == 0
+    assert counts["changed"] >= 4, "home, pip.conf, env file, command record: %s" % counts
+    output = " ".join(proc.stdout.split())
+    assert "check mode: Xinference does not answer at http://127.0.0.1:%d yet" % port in output
+    assert "Skipped until then: its admin setup and inference key" in output
+    assert not (tmp_path / "home").exists() and not (tmp_path / "etc").exists(), "check mode wrote files"
