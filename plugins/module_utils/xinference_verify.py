@@ -12,58 +12,39 @@ What Xinference 4.1 answers, as seen on a real server:
   is the model process's host:port on its worker, "accelerators" the GPU indexes it was given
   ([] on CPU). It answers 400 "Model not found in the model list" for an unknown uid, 503 while the
   model loads, and 500 "[Errno 111] Connect call failed (...)" once the model's worker is dead.
-- Inference on a uid it does not know answers 404 "Model not found in the model list" (cached for
-  a few seconds); on a model whose worker is dead, 500 "[Errno 111] Connect call failed (...)",
-  streamed requests included (before any event is sent).
-- A stream is server-sent events, `data: {json}` lines separated by blank lines, ending with
-  `data: [DONE]` for chat; a failure once streaming has started is one event `data: {"error": ...}`
-  on an HTTP 200 answer. The first chat chunk carries only the role (empty "content").
+- Once the supervisor drops a dead worker (its heartbeat timed out), the worker's models are neither
+  listed nor described; GET /metrics keeps xinference:model_unexpected_termination{model_uid=...} = 1
+  for each until it is launched again (core/supervisor.py _record_unexpected_down_replicas), which is
+  how a model whose worker died is told apart from one never launched.
+- The probes, one per kind of model, are module_utils/xinference_probe.py's table.
 """
 
 from __future__ import annotations
 
-import json
-import socket
 import time
-from http.client import HTTPException
 
-from ansible_collections.llmops.ragstack.plugins.module_utils.xinference import (
-    ACTOR_PREFIX,
+from ansible_collections.llmops.ragstack.plugins.module_utils.xinference_api import (
+    CredentialsRefused,
+    NoAnswer,
+    NotXinference,
+)
+from ansible_collections.llmops.ragstack.plugins.module_utils.xinference_errors import (
+    NOT_FOUND,
     XinferenceError,
+    dead_worker_sign,
     detail_of,
 )
-from ansible_collections.llmops.ragstack.plugins.module_utils.xinference_api import CredentialsRefused, NoAnswer
+from ansible_collections.llmops.ragstack.plugins.module_utils.xinference_probe import (
+    MAX_TOKENS,
+    ProbeFailed,
+    Prober,
+    TtftExceeded,
+    probe_for,
+    timed_out,
+)
 
-EMBEDDING_INPUT = "Xinference verification: a short sentence to embed."
-RERANK_QUERY = "Which sentence is about a GPU?"
-RERANK_DOCUMENTS = ["The GPU has 24 GB of memory.", "The cat sleeps on the sofa."]
-CHAT_MESSAGE = "Say hello in five words."
-MAX_TOKENS = 16
 XINFERENCE_STAGE = "run the xinference stage (site.yml --tags xinference)"
 HEAL_HINT = "stack_verify_heal: true does it through llmops.ragstack.xinference_model"
-
-# What the server's message or the transport says when the process behind a model is gone: the
-# supervisor's actor call to the dead worker (Errno 111, "Connect call failed"), a connection the
-# worker dropped (Errno 104), aiohttp's name for a peer that closed.
-DEAD_WORKER_SIGNS = (
-    "connection refused",
-    "errno 111",
-    "connect call failed",
-    "connection reset",
-    "errno 104",
-    "server disconnected",
-    "serverdisconnectederror",
-)
-NOT_FOUND = "Model not found in the model list"
-
-
-def dead_worker_sign(text):
-    lowered = (text or "").lower()
-    return any(sign in lowered for sign in DEAD_WORKER_SIGNS)
-
-
-def timed_out(reason):
-    return isinstance(reason, (socket.timeout, TimeoutError)) or "timed out" in str(reason).lower()
 
 
 def make_check(
@@ -79,23 +60,6 @@ def make_check(
         "model_uid": model_uid,
         "model_type": model_type,
     }
-
-
-class ProbeFailed(Exception):
-    """A probe that did not get the answer it needs.
-
-    `text` is the server's message (detail_of) or the transport's; `status` the HTTP status when
-    the server answered, else None; `transport` whether the connection itself failed (no answer,
-    or a stream cut off); `bad_answer` a 200 that does not hold what was asked for."""
-
-    def __init__(self, text, status=None, *, transport=False, timeout=False, bad_answer=False, measured=None):
-        super().__init__(text)
-        self.text = text
-        self.status = status
-        self.transport = transport
-        self.timeout = timeout
-        self.bad_answer = bad_answer
-        self.measured = measured or {}
 
 
 def diagnose(model_uid, failure, gateway_answers, *, endpoint, timeout, address=None):
@@ -133,125 +97,6 @@ def what_to_do(model_uid, failure, timeout, address):
     return "%s: %s; see the worker log%s" % (model_uid, failure.text, where)
 
 
-def sse_data(lines):
-    """The data of each server-sent event, as soon as the blank line that ends it is read.
-
-    `lines` are raw lines (bytes) as read; comments (": ping") and other fields are skipped, several
-    data lines of one event are joined with newlines, as the SSE specification says."""
-    data = []
-    for raw in lines:
-        line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        if not line:
-            if data:
-                yield "\n".join(data)
-                data = []
-            continue
-        if line.startswith(":"):
-            continue
-        field, _colon, value = line.partition(":")
-        if field == "data":
-            data.append(value[1:] if value.startswith(" ") else value)
-    if data:
-        yield "\n".join(data)
-
-
-def chat_token(chunk):
-    """The first choice's delta text of a chat chunk: content, or reasoning_content (DeepSeek-R1
-    style models stream their reasoning first, and that is the model's first token too)."""
-    delta = first_choice(chunk).get("delta")
-    if not isinstance(delta, dict):
-        return None
-    return delta.get("content") or delta.get("reasoning_content") or None
-
-
-def completion_token(chunk):
-    return first_choice(chunk).get("text") or None
-
-
-def first_choice(chunk):
-    choices = chunk.get("choices") if isinstance(chunk, dict) else None
-    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-        return choices[0]
-    return {}
-
-
-def stream_error(chunk):
-    """The message of an error event ({"error": "..."} or {"error": {"message": "..."}}), else None."""
-    if not isinstance(chunk, dict) or chunk.get("error") is None:
-        return None
-    error = chunk["error"]
-    if isinstance(error, dict):
-        return str(error.get("message") or json.dumps(error))
-    return str(error)
-
-
-class TtftExceeded(ProbeFailed):
-    """No first token within ttft_timeout, or a stream that ended without any."""
-
-    def __init__(self, waited, chunks, measured, ended_without_token=False):
-        if ended_without_token:
-            text = "the stream ended after %d chunks without any content" % chunks
-        else:
-            text = "no first token after %.2f s and %d chunks" % (waited, chunks)
-        super().__init__(text, 200, measured=measured)
-        self.waited = waited
-        self.ended_without_token = ended_without_token
-
-
-def measure_stream(events, started, clock, ttft_timeout, token_of):
-    """Read the events of a stream until [DONE] or its end: {"ttft_s", "chunks", "stream_s"} when a
-    first token came within ttft_timeout seconds of `started`, else TtftExceeded. Reading stops as
-    soon as the bound has passed without a token; an error event, or a transport error while
-    reading, is ProbeFailed (a read that times out before the first token is TtftExceeded)."""
-    chunks = 0
-    ttft = None
-    cut = False
-    try:
-        for data in events:
-            if data.strip() == "[DONE]":
-                break
-            try:
-                chunk = json.loads(data)
-            except ValueError:
-                raise ProbeFailed(
-                    "the stream sent an event that is not JSON: %s" % data[:200], 200, bad_answer=True
-                ) from None
-            error = stream_error(chunk)
-            if error is not None:
-                raise ProbeFailed(
-                    "the stream failed after %d chunks: %s" % (chunks, ACTOR_PREFIX.sub("", error)),
-                    200,
-                    measured={"chunks": chunks},
-                )
-            chunks += 1
-            elapsed = clock() - started
-            if ttft is None and token_of(chunk):
-                ttft = elapsed
-            if (ttft is None and elapsed > ttft_timeout) or (ttft is not None and ttft > ttft_timeout):
-                cut = True
-                break
-    except (OSError, HTTPException) as exc:
-        measured = {"chunks": chunks}
-        if ttft is None and timed_out(exc):
-            raise TtftExceeded(clock() - started, chunks, measured) from exc
-        if ttft is not None:
-            measured["ttft_s"] = round(ttft, 3)
-        raise ProbeFailed(
-            "the stream broke after %d chunks: %s" % (chunks, exc or type(exc).__name__),
-            transport=True,
-            timeout=timed_out(exc),
-            measured=measured,
-        ) from exc
-    measured = {"chunks": chunks, "stream_s": round(clock() - started, 3)}
-    if ttft is not None:
-        measured["ttft_s"] = round(ttft, 3)
-    if ttft is None and not cut:
-        raise TtftExceeded(clock() - started, chunks, measured, ended_without_token=True)
-    if cut:
-        raise TtftExceeded(ttft if ttft is not None else clock() - started, chunks, measured)
-    return measured
-
-
 class Verifier:
     """Runs the checks against one endpoint through an XinferenceApi (or a double with its methods)."""
 
@@ -259,6 +104,8 @@ class Verifier:
         self.api = api
         self.ttft_timeout = ttft_timeout
         self.clock = clock
+        self.prober = Prober(api, ttft_timeout, clock)
+        self.worker_died = set()
 
     def elapsed_ms(self, started):
         return round((self.clock() - started) * 1000)
@@ -300,19 +147,17 @@ class Verifier:
         try:
             listed = self.api.list_models()
         except NoAnswer as exc:
-            return (
-                make_check(
-                    "gateway",
-                    "fail",
-                    "not reachable",
-                    "Xinference does not answer at %s (%s): is it running there? see the xinference stage"
-                    % (self.api.endpoint, exc.reason),
-                ),
-                None,
-                False,
+            diagnosis = (
+                str(exc)
+                if exc.through_proxy
+                else "Xinference does not answer at %s (%s): is it running there? see the xinference stage"
+                % (self.api.endpoint, exc.reason)
             )
+            return make_check("gateway", "fail", "not reachable", diagnosis), None, False
         except CredentialsRefused as exc:
-            return make_check("gateway", "fail", "HTTP 401", str(exc)), None, False
+            return make_check("gateway", "fail", "credentials refused", str(exc)), None, False
+        except NotXinference as exc:
+            return make_check("gateway", "fail", "not Xinference", str(exc)), None, False
         except XinferenceError as exc:
             return (
                 make_check(
@@ -330,8 +175,15 @@ class Verifier:
         value = "%d listed, %d/%d planned (%d ms)" % (len(listed), len(uids) - len(missing), len(uids), latency)
         measured = {"latency_ms": latency, "listed": len(listed), "planned_listed": len(uids) - len(missing)}
         if missing:
-            diagnosis = "not launched: %s; %s" % (", ".join(missing), XINFERENCE_STAGE)
-            return make_check("gateway", "fail", value, diagnosis, measured), listed, True
+            self.worker_died = self.api.unexpectedly_terminated() & set(missing)
+            diagnoses = []
+            died = [uid for uid in missing if uid in self.worker_died]
+            never = [uid for uid in missing if uid not in self.worker_died]
+            if died:
+                diagnoses.append(worker_died_diagnosis(", ".join(died)))
+            if never:
+                diagnoses.append("not launched: %s; %s" % (", ".join(never), XINFERENCE_STAGE))
+            return make_check("gateway", "fail", value, "; ".join(diagnoses), measured), listed, True
         return make_check("gateway", "pass", value, None, measured), listed, True
 
     def gateway_answers(self):
@@ -381,7 +233,12 @@ class Verifier:
         if describe_failure is not None and describe_failure.status == 503:
             return failed("loading", self.diagnose(uid, describe_failure, True)[1])
         if listed is not None and uid not in listed:
-            return failed("not listed", "not launched: %s; %s" % (uid, XINFERENCE_STAGE))
+            died = uid in self.worker_died
+            if died:
+                value, diagnosis = "worker died", worker_died_diagnosis(uid)
+            else:
+                value, diagnosis = "not listed", "not launched: %s; %s" % (uid, XINFERENCE_STAGE)
+            return failed(value, diagnosis, dead_worker=died)
         if planned_type and reported_type and planned_type != reported_type:
             return failed(
                 "runs as %s" % reported_type,
@@ -435,89 +292,19 @@ class Verifier:
 
     def probe(self, uid, model_type, abilities, describe_failure):
         """(measured, value) of the probe of the model's kind, or ProbeFailed."""
-        if model_type == "embedding":
-            return self.embedding(uid)
-        if model_type == "rerank":
-            return self.rerank(uid)
-        if model_type == "LLM" and "chat" in abilities:
-            body = {"messages": [{"role": "user", "content": CHAT_MESSAGE}]}
-            return self.streamed(uid, "/v1/chat/completions", body, chat_token)
-        if model_type == "LLM":
-            return self.streamed(uid, "/v1/completions", {"prompt": CHAT_MESSAGE}, completion_token)
+        probe = probe_for(model_type, abilities)
+        if probe is not None:
+            return self.prober.run(uid, probe)
         if describe_failure is not None:
             raise describe_failure
         return {}, "no probe for %s" % model_type
 
-    def post(self, path, body):
-        """(parsed 200 answer, latency in ms), or ProbeFailed."""
-        started = self.clock()
-        try:
-            status, payload = self.api.request("POST", path, body)
-        except NoAnswer as exc:
-            raise ProbeFailed(str(exc.reason), transport=True, timeout=timed_out(exc.reason)) from exc
-        except CredentialsRefused as exc:
-            raise ProbeFailed(str(exc), 401) from exc
-        latency = self.elapsed_ms(started)
-        if status != 200:
-            raise ProbeFailed(
-                "%s answered %s" % (path, detail_of(status, payload)), status, measured={"latency_ms": latency}
-            )
-        return payload, latency
 
-    def embedding(self, uid):
-        payload, latency = self.post("/v1/embeddings", {"model": uid, "input": [EMBEDDING_INPUT]})
-        data = payload.get("data") if isinstance(payload, dict) else None
-        vector = (
-            data[0].get("embedding")
-            if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict)
-            else None
-        )
-        if not isinstance(vector, list) or not vector:
-            raise bad_answer("/v1/embeddings", "one non-empty embedding", payload, latency)
-        measured = {"latency_ms": latency, "dimension": len(vector)}
-        return measured, "dim %d, %d ms" % (len(vector), latency)
-
-    def rerank(self, uid):
-        body = {"model": uid, "query": RERANK_QUERY, "documents": RERANK_DOCUMENTS}
-        payload, latency = self.post("/v1/rerank", body)
-        results = payload.get("results") if isinstance(payload, dict) else None
-        if not isinstance(results, list) or len(results) != len(RERANK_DOCUMENTS) or not isinstance(results[0], dict):
-            raise bad_answer("/v1/rerank", "%d results" % len(RERANK_DOCUMENTS), payload, latency)
-        top = results[0]
-        measured = {
-            "latency_ms": latency,
-            "results": len(results),
-            "top_index": top.get("index"),
-            "top_score": top.get("relevance_score"),
-        }
-        return measured, "%d results, top index %s, %d ms" % (len(results), top.get("index"), latency)
-
-    def streamed(self, uid, path, body, token_of):
-        """Stream a short generation; (measured, value) once its first token came within ttft_timeout."""
-        body = {"model": uid, "max_tokens": MAX_TOKENS, "stream": True, **body}
-        # Each read of the stream may wait up to ttft_timeout for the first token.
-        timeout = max(self.api.timeout, self.ttft_timeout)
-        started = self.clock()
-        try:
-            status, payload, response = self.api.stream(path, body, timeout)
-        except NoAnswer as exc:
-            if timed_out(exc.reason):
-                raise TtftExceeded(self.clock() - started, 0, {"chunks": 0}) from exc
-            raise ProbeFailed(str(exc.reason), transport=True) from exc
-        except CredentialsRefused as exc:
-            raise ProbeFailed(str(exc), 401) from exc
-        except (OSError, HTTPException) as exc:
-            # Reading an error answer's body broke off.
-            raise ProbeFailed(str(exc) or type(exc).__name__, transport=True, timeout=timed_out(exc)) from exc
-        if status != 200:
-            raise ProbeFailed("%s answered %s" % (path, detail_of(status, payload)), status)
-        try:
-            measured = measure_stream(
-                sse_data(iter(response.readline, b"")), started, self.clock, self.ttft_timeout, token_of
-            )
-        finally:
-            response.close()
-        return measured, "ttft %.2f s, %d chunks" % (measured["ttft_s"], measured["chunks"])
+def worker_died_diagnosis(uids):
+    return (
+        "%s is no longer listed because its worker died (Xinference records it as unexpectedly terminated): "
+        "relaunch it (%s)" % (uids, HEAL_HINT)
+    )
 
 
 def failure_value(failure, dead_worker):
@@ -533,15 +320,6 @@ def failure_value(failure, dead_worker):
     if failure.status not in (None, 200):
         return "HTTP %s" % failure.status
     return "failed"
-
-
-def bad_answer(path, wanted, payload, latency):
-    return ProbeFailed(
-        "%s answered 200 without %s: %s" % (path, wanted, json.dumps(payload)[:200]),
-        200,
-        bad_answer=True,
-        measured={"latency_ms": latency},
-    )
 
 
 def planned_models(models):

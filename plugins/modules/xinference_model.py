@@ -21,7 +21,26 @@ description:
     for example with C([Errno 111] Connect call failed) after its worker died, or listed in
     C(/v1/models) while describe says it is not found) is healed: the module retries terminate
     until the server lets go of the uid, launches it again, and reports RV(healed=true) with
-    RV(unhealthy_reason). Xinference itself never relaunches a model whose worker died.
+    RV(unhealthy_reason). A model that the supervisor dropped with its dead worker (no longer
+    listed, but recorded in C(/metrics) as C(xinference:model_unexpected_termination)) is relaunched
+    and reported RV(healed=true) too.
+  - >-
+    Xinference's own worker recovery (a worker restarted by its restart policy relaunches the models
+    it ran, from C(worker_recovery) under C(XINFERENCE_HOME)) and this heal converge: a model the
+    recovered worker is loading is waited for (HTTP 503, or C(already in the model list) to the
+    module's launch) and then found ready, so the module neither fails nor launches it twice; a
+    worker that does not come back in time is dropped by the supervisor, and the module relaunches
+    its models on another worker.
+  - >-
+    Only what heals is retried within O(wait_timeout): signs of a dead worker (C([Errno 111] Connect
+    call failed), C(Connection reset), xoscar's C(Remote server ... closed)), HTTP 503 while loading,
+    C(already in the model list), and a launch that ends C(ERROR) without a message (no worker took
+    it). Anything else fails at once; a failure after a dead worker names the last real cause seen.
+  - >-
+    Options are checked before any call (O(wait_timeout) and O(timeout) at least 1, O(model_uid)
+    non-empty and without C(/)), and so is the server (see O(endpoint)). Before a running model is
+    terminated to be relaunched, O(model_name), O(model_type) and O(model_engine) are checked against
+    C(/v1/engines/{name}): a typo fails and leaves the running model alone.
   - >-
     The launch is sent with C(wait_ready=false) and followed through C(/v1/models/instances) and
     C(/v1/models/{uid}/progress), so a failed load ends with Xinference's own error message and a
@@ -157,13 +176,18 @@ attributes:
     details: Idempotent unless O(state=restarted) or O(recreate=always), which relaunch on every run.
 extends_documentation_fragment:
   - llmops.ragstack.xinference
+  - llmops.ragstack.proxy
   - llmops.ragstack.attributes
 notes:
   - Xinference answers 400 C(Model not found in the model list) for an unknown uid and 503 while a
     model loads; a load that someone else started is waited for within O(wait_timeout).
   - With O(quantization_config), the server must have C(bitsandbytes); its absence, an unknown
-    O(model_name) or O(model_engine), running out of GPU memory and a refused O(api_key) each fail
+    O(model_name) or O(model_engine), running out of GPU memory and a refused credential each fail
     with a message that says so.
+  - >-
+    On a server with authentication on (the Xinference 4.x default) this module needs O(username) and
+    O(password): an O(api_key) is refused the C(models:write) scope, and the module says so at once.
+  - RV(changed) is V(true) whenever the module terminated or launched anything, also when it then failed.
 seealso:
   - name: Xinference RESTful API
     description: The endpoints this module calls.
@@ -174,7 +198,8 @@ EXAMPLES = r"""
 - name: Embedding model from weights fetched under /models
   llmops.ragstack.xinference_model:
     endpoint: http://127.0.0.1:9997
-    api_key: "{{ xinference_api_key }}"
+    username: "{{ xinference_admin_username }}"
+    password: "{{ xinference_admin_password }}"
     model_name: bge-m3
     model_type: embedding
     model_path: /models/BAAI/bge-m3
@@ -182,7 +207,8 @@ EXAMPLES = r"""
 - name: 14B LLM in 4-bit NF4 through transformers and bitsandbytes, healed when its worker dies
   llmops.ragstack.xinference_model:
     endpoint: http://127.0.0.1:9997
-    api_key: "{{ xinference_api_key }}"
+    username: "{{ xinference_admin_username }}"
+    password: "{{ xinference_admin_password }}"
     model_name: deepseek-r1-distill-qwen
     model_uid: deepseek-r1-distill-qwen-14b
     model_engine: transformers
@@ -204,6 +230,8 @@ EXAMPLES = r"""
 - name: Terminate a model
   llmops.ragstack.xinference_model:
     endpoint: http://127.0.0.1:9997
+    username: "{{ xinference_admin_username }}"
+    password: "{{ xinference_admin_password }}"
     model_uid: old-model
     state: absent
 """
@@ -215,7 +243,9 @@ model_uid:
   type: str
   sample: deepseek-r1-distill-qwen-14b
 healed:
-  description: Whether the model was known to the server but not answering, and was relaunched.
+  description: >-
+    Whether the model was known to the server but not answering, or dropped with its dead worker,
+    and was relaunched.
   returned: always
   type: bool
   sample: false
@@ -241,6 +271,12 @@ launch_spec:
     model_type: embedding
     replica: 1
     n_gpu: auto
+proxy_variables_ignored:
+  description: Proxy variables set in the module's environment that it did not use (O(use_proxy=false)).
+  returned: always
+  type: list
+  elements: str
+  sample: [https_proxy, ALL_PROXY]
 model:
   description: The server's description of the running model (C(GET /v1/models/{uid})), V(null) when it is not running.
   returned: always
@@ -257,9 +293,12 @@ model:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.llmops.ragstack.plugins.module_utils.proxy import ignored_proxy_variables
 from ansible_collections.llmops.ragstack.plugins.module_utils.xinference import XinferenceError, ensure_model
 from ansible_collections.llmops.ragstack.plugins.module_utils.xinference_api import (
-    XinferenceApi,
+    MANAGE,
+    XINFERENCE_CONNECTION_RULES,
+    api_from_params,
     xinference_connection_argument_spec,
 )
 
@@ -299,16 +338,17 @@ def main():
         ],
         required_one_of=[("model_uid", "model_name")],
         supports_check_mode=True,
+        **XINFERENCE_CONNECTION_RULES,
     )
     params = module.params
-    api = XinferenceApi(params["endpoint"], params["api_key"], params["timeout"], params["validate_certs"])
+    ignored = ignored_proxy_variables(params["use_proxy"])
     try:
-        result = ensure_model(api, params, module.check_mode, module.warn)
+        result = ensure_model(api_from_params(params, MANAGE), params, module.check_mode, module.warn)
     except XinferenceError as exc:
-        module.fail_json(msg=str(exc))
+        module.fail_json(msg=str(exc), changed=exc.changed, proxy_variables_ignored=ignored)
     if not module._diff:
         result.pop("diff", None)
-    module.exit_json(**result)
+    module.exit_json(proxy_variables_ignored=ignored, **result)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,13 @@ description:
     C(dead_worker=true) and its uid is in RV(dead_workers); terminate and relaunch it, for example
     with M(llmops.ragstack.xinference_model).
   - >-
+    Once the supervisor drops the dead worker, its models are no longer listed; a model Xinference
+    records as unexpectedly terminated (C(xinference:model_unexpected_termination) in C(/metrics)) is
+    reported as C(its worker died), with C(dead_worker=true), not as never launched.
+  - >-
+    O(api_key) is the credential for this module (listing, describing and inference are what API keys
+    may do); O(username) and O(password) work too.
+  - >-
     Each model is also described (C(GET /v1/models/{uid})); RV(models) holds what the server reports,
     among it the model process's C(address) and the GPUs it was given (C(accelerators)).
   - The module never fails because a check failed, only on bad input; the caller judges RV(checks).
@@ -77,6 +84,7 @@ attributes:
     details: It changes nothing; C(changed) is always V(false).
 extends_documentation_fragment:
   - llmops.ragstack.xinference
+  - llmops.ragstack.proxy
   - llmops.ragstack.attributes
 notes:
   - >-
@@ -112,7 +120,8 @@ EXAMPLES = r"""
 - name: Relaunch the chat model when its worker died (xinference_model heals a listed model that does not answer)
   llmops.ragstack.xinference_model:
     endpoint: http://127.0.0.1:9997
-    api_key: "{{ xinference_api_key }}"
+    username: "{{ xinference_admin_username }}"
+    password: "{{ xinference_admin_password }}"
     model_uid: deepseek-r1-distill-qwen-14b
     model_name: deepseek-r1-distill-qwen
     model_engine: transformers
@@ -194,6 +203,12 @@ models:
       accelerators: ["0"]
       model_ability: [embed]
       replica: 1
+proxy_variables_ignored:
+  description: Proxy variables set in the module's environment that it did not use (O(use_proxy=false)).
+  returned: always
+  type: list
+  elements: str
+  sample: [https_proxy, ALL_PROXY]
 failed_checks:
   description: How many checks have the verdict V(fail).
   returned: always
@@ -203,9 +218,12 @@ failed_checks:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.llmops.ragstack.plugins.module_utils.proxy import ignored_proxy_variables
 from ansible_collections.llmops.ragstack.plugins.module_utils.xinference import XinferenceError
 from ansible_collections.llmops.ragstack.plugins.module_utils.xinference_api import (
-    XinferenceApi,
+    READ,
+    XINFERENCE_CONNECTION_RULES,
+    api_from_params,
     xinference_connection_argument_spec,
 )
 from ansible_collections.llmops.ragstack.plugins.module_utils.xinference_verify import verify
@@ -230,14 +248,15 @@ def main():
             ttft_timeout=dict(type="float", default=120),
         ),
         supports_check_mode=True,
+        **XINFERENCE_CONNECTION_RULES,
     )
     params = module.params
-    api = XinferenceApi(params["endpoint"], params["api_key"], params["timeout"], params["validate_certs"])
+    ignored = ignored_proxy_variables(params["use_proxy"])
     try:
-        result = verify(api, params["models"], params["ttft_timeout"])
+        result = verify(api_from_params(params, READ), params["models"], params["ttft_timeout"])
     except XinferenceError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(**result)
+        module.fail_json(msg=str(exc), proxy_variables_ignored=ignored)
+    module.exit_json(proxy_variables_ignored=ignored, **result)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,9 @@ def tiny_models(xinference_venv, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def xinference(xinference_venv, tmp_path_factory):
-    cluster = Cluster(tmp_path_factory.mktemp("xinference"))
+    """Supervisor + worker with advanced auth on, as Xinference 4.x runs by default: the first-run
+    setup done (cluster.credentials() are the admin's options, cluster.api_key an inference key)."""
+    cluster = Cluster(tmp_path_factory.mktemp("xinference"), auth_advanced=True)
     try:
         cluster.start_supervisor()
         cluster.start_worker()

@@ -1,8 +1,12 @@
-"""llmops.ragstack.xinference_model against a real Xinference 4.1 cluster on CPU.
+"""llmops.ragstack.xinference_model against a real Xinference 4.1 cluster on CPU, with advanced auth
+on as Xinference 4.x runs by default: the module authenticates as the admin user (username and
+password), the test's own requests use the cluster's API key.
 
 The tests share one cluster and run in file order: the models one test launches are the ones the
 next tests change, restart, terminate and heal, so that the set stays within a few minutes.
 """
+
+import time
 
 import pytest
 import requests
@@ -13,8 +17,12 @@ from testkit.xinference import embedding, run_module, tiny_llm
 pytestmark = pytest.mark.integration
 
 
+def key(cluster):
+    return {"Authorization": "Bearer %s" % cluster.api_key}
+
+
 def describe(cluster, model_uid):
-    return requests.get("%s/v1/models/%s" % (cluster.endpoint, model_uid), timeout=30)
+    return requests.get("%s/v1/models/%s" % (cluster.endpoint, model_uid), headers=key(cluster), timeout=30)
 
 
 def quartet(args):
@@ -48,7 +56,10 @@ def test_embedding_present_is_launched_once_and_probed(xinference, tiny_models):
     assert real_again["model"]["address"] == real["model"]["address"], "an idempotent run relaunched the model"
     assert not real_again["healed"]
     answer = requests.post(
-        xinference.endpoint + "/v1/embeddings", json={"model": "minilm", "input": "hello"}, timeout=30
+        xinference.endpoint + "/v1/embeddings",
+        json={"model": "minilm", "input": "hello"},
+        headers=key(xinference),
+        timeout=30,
     )
     assert len(answer.json()["data"][0]["embedding"]) == 384
 
@@ -69,6 +80,7 @@ def test_llm_launches_in_bnb_4bit_through_transformers(xinference, tiny_models):
     chat = requests.post(
         xinference.endpoint + "/v1/chat/completions",
         json={"model": "tiny-qwen2", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 2},
+        headers=key(xinference),
         timeout=60,
     )
     assert chat.status_code == 200, chat.text
@@ -77,6 +89,7 @@ def test_llm_launches_in_bnb_4bit_through_transformers(xinference, tiny_models):
 def test_rerank_is_launched_and_probed_with_two_documents(xinference, tiny_models):
     args = {
         "endpoint": xinference.endpoint,
+        **xinference.credentials(),
         "model_uid": "tiny-reranker",
         "model_name": "bge-reranker-base",
         "model_type": "rerank",
@@ -119,8 +132,48 @@ def test_restarted_relaunches_on_every_run(xinference, tiny_models):
     assert results[3]["model"]["address"] != results[1]["model"]["address"]
 
 
+@pytest.mark.parametrize(
+    ("typo", "message"),
+    [
+        pytest.param(
+            {"model_engine": "sentence_transformerz"},
+            "model_engine=sentence_transformerz is not an engine the server offers for bge-small-zh-v1.5 "
+            "(embedding): sentence_transformers; nothing was terminated",
+            id="engine",
+        ),
+        pytest.param(
+            {"model_type": "rerank"},
+            "the server knows no rerank model named bge-small-zh-v1.5 (GET /v1/engines): nothing was terminated",
+            id="type",
+        ),
+    ],
+)
+def test_a_typo_in_engine_or_type_fails_and_leaves_the_running_model_alone(xinference, tiny_models, typo, message):
+    address = describe(xinference, "minilm").json()["address"]
+    started = time.monotonic()
+
+    result = run_module(embedding(xinference, tiny_models, model_name="bge-small-zh-v1.5", **typo))
+
+    assert time.monotonic() - started < 30
+    assert (result.get("failed"), result["changed"]) == (True, False), result
+    assert result["msg"] == message
+    assert describe(xinference, "minilm").json()["address"] == address
+
+
+def test_a_relaunch_that_fails_after_the_terminate_says_changed(xinference, tiny_models):
+    """The terminate went through, the launch failed: the server's state changed, and the result says so."""
+    wrong_size = tiny_llm(xinference, tiny_models, model_size_in_billions="77", state="restarted")
+
+    failed = run_module(wrong_size)
+    relaunched = run_module(tiny_llm(xinference, tiny_models))
+
+    assert (failed.get("failed"), failed["changed"]) == (True, True), failed
+    assert "qwen2.5-instruct" in failed["msg"] and "\n" not in failed["msg"]
+    assert (relaunched["changed"], relaunched["relaunch_reason"]) == (True, "absent"), relaunched.get("msg")
+
+
 def test_absent_terminates_once(xinference, tiny_models):
-    args = {"endpoint": xinference.endpoint, "model_uid": "minilm", "state": "absent"}
+    args = {"endpoint": xinference.endpoint, **xinference.credentials(), "model_uid": "minilm", "state": "absent"}
 
     check, real, check_again, real_again = quartet(args)
 
@@ -151,7 +204,9 @@ def test_absent_terminates_once(xinference, tiny_models):
     ],
 )
 def test_bad_input_fails_with_one_clear_line(xinference, options, message):
-    result = run_module({"endpoint": xinference.endpoint, "n_gpu": "cpu", "wait_timeout": 60, **options})
+    result = run_module(
+        {"endpoint": xinference.endpoint, **xinference.credentials(), "n_gpu": "cpu", "wait_timeout": 60, **options}
+    )
 
     assert result.get("failed"), result
     assert message in result["msg"]
@@ -162,6 +217,7 @@ def test_unknown_engine_lists_what_the_server_offers(xinference):
     result = run_module(
         {
             "endpoint": xinference.endpoint,
+            **xinference.credentials(),
             "model_uid": "wrong-engine",
             "model_name": "qwen2.5-instruct",
             "model_engine": "no-such-engine",
@@ -169,7 +225,9 @@ def test_unknown_engine_lists_what_the_server_offers(xinference):
             "n_gpu": "cpu",
         }
     )
-    offered = sorted(requests.get(xinference.endpoint + "/v1/engines/qwen2.5-instruct", timeout=30).json())
+    offered = sorted(
+        requests.get(xinference.endpoint + "/v1/engines/qwen2.5-instruct", headers=key(xinference), timeout=30).json()
+    )
 
     assert result["msg"].split("engines it offers for it: ")[1].startswith(", ".join(offered))
     assert "cannot be run on engine no-such-engine" in result["msg"]
@@ -203,6 +261,7 @@ def test_dead_worker_is_healed_by_the_next_run(xinference, tiny_models):
     chat = requests.post(
         xinference.endpoint + "/v1/chat/completions",
         json={"model": "tiny-qwen2", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 2},
+        headers=key(xinference),
         timeout=60,
     )
     assert chat.status_code == 200, chat.text

@@ -13,6 +13,7 @@ import re
 import time
 
 import pytest
+import requests
 
 from testkit.support import ModuleRunner, ansible_adhoc
 from testkit.xinference import embedding, run_module, tiny_llm
@@ -29,6 +30,7 @@ DEAD_WORKER_DIAGNOSIS = re.compile(
 def reranker(cluster, models):
     return {
         "endpoint": cluster.endpoint,
+        **cluster.credentials(),
         "model_uid": "tiny-reranker",
         "model_name": "bge-reranker-base",
         "model_type": "rerank",
@@ -71,7 +73,15 @@ def stack(xinference, tiny_models, tmp_path_factory):
     ]
     yield xinference
     for uid in launched:
-        result = run_module({"endpoint": xinference.endpoint, "model_uid": uid, "state": "absent", "wait_timeout": 120})
+        result = run_module(
+            {
+                "endpoint": xinference.endpoint,
+                **xinference.credentials(),
+                "model_uid": uid,
+                "state": "absent",
+                "wait_timeout": 120,
+            }
+        )
         assert not result.get("failed"), result.get("msg")
 
 
@@ -79,8 +89,13 @@ def stack(xinference, tiny_models, tmp_path_factory):
 def verify(tmp_path):
     runner = ModuleRunner("xinference_verify", tmp_path)
 
-    def run(endpoint, models=None, **options):
-        args = {"endpoint": endpoint, "models": PLANNED if models is None else models, "ttft_timeout": 60}
+    def run(cluster, models=None, **options):
+        args = {
+            "endpoint": cluster.endpoint,
+            "api_key": cluster.api_key,
+            "models": PLANNED if models is None else models,
+            "ttft_timeout": 60,
+        }
         result = runner({**args, **options})
         assert not result.get("failed"), result.get("msg")
         return result
@@ -94,7 +109,9 @@ def by_name(result):
 
 def test_all_three_kinds_pass_with_their_numbers_in_check_mode(stack):
     result = ansible_adhoc(
-        "xinference_verify", {"endpoint": stack.endpoint, "models": PLANNED, "ttft_timeout": 60}, "--check"
+        "xinference_verify",
+        {"endpoint": stack.endpoint, "api_key": stack.api_key, "models": PLANNED, "ttft_timeout": 60},
+        "--check",
     )
     checks = by_name(result)
 
@@ -124,7 +141,7 @@ def test_all_three_kinds_pass_with_their_numbers_in_check_mode(stack):
 
 
 def test_a_model_that_is_not_launched_fails_the_gateway_check_by_name(stack, verify):
-    result = verify(stack.endpoint, [*PLANNED, {"model_uid": "never-launched", "model_type": "embedding"}])
+    result = verify(stack, [*PLANNED, {"model_uid": "never-launched", "model_type": "embedding"}])
     checks = by_name(result)
 
     assert checks["gateway"]["verdict"] == "fail"
@@ -143,7 +160,7 @@ def test_dead_worker_is_diagnosed_then_passes_once_relaunched(stack, tiny_models
     stack.kill_worker()
     stack.spawn_worker()
 
-    dead = verify(stack.endpoint)
+    dead = verify(stack)
     checks = by_name(dead)
 
     assert checks["gateway"]["verdict"] == "pass", "Xinference keeps listing the dead worker's models"
@@ -161,8 +178,58 @@ def test_dead_worker_is_diagnosed_then_passes_once_relaunched(stack, tiny_models
     print("relaunch through xinference_model: %.1f s" % (time.monotonic() - started))
     assert [result["healed"] for result in healed] == [True, True]
 
-    after = verify(stack.endpoint, [PLANNED[0], PLANNED[2]])
+    after = verify(stack, [PLANNED[0], PLANNED[2]])
 
     assert [check["verdict"] for check in after["checks"]] == ["pass"] * 3, after["checks"]
     assert after["dead_workers"] == []
     assert re.fullmatch(r"ttft \d+\.\d\d s, \d+ chunks", by_name(after)["model tiny-qwen2"]["value"])
+
+
+def unexpectedly_terminated(cluster):
+    text = requests.get(cluster.endpoint + "/metrics", timeout=30).text
+    return set(re.findall(r'^xinference:model_unexpected_termination\{[^}]*model_uid="([^"]+)"', text, re.MULTILINE))
+
+
+def wait_until_dropped(cluster, uid):
+    """Until the supervisor has dropped the dead worker (its heartbeat check: about 40 s) and /metrics says so."""
+    deadline = time.monotonic() + 150
+    while uid not in unexpectedly_terminated(cluster):
+        assert time.monotonic() < deadline, "the supervisor did not drop the dead worker"
+        time.sleep(2)
+
+
+def test_a_dead_worker_without_replacement_fails_with_its_cause_then_is_reported_and_healed(stack, tiny_models, verify):
+    """No restart policy: the module fails within wait_timeout naming the cause; once the supervisor drops
+    the worker, verify says the worker died (not "not launched"), and a run with a worker back heals it."""
+    spec = {**embedding(stack, tiny_models), "wait_timeout": 20}
+    stack.kill_worker()
+
+    while_listed = run_module(spec)
+    wait_until_dropped(stack, "minilm")
+    dropped = verify(stack, [PLANNED[0]])
+    stack.start_worker()
+    healed = run_module({**spec, "wait_timeout": 180})
+    after = verify(stack, [PLANNED[0]])
+
+    assert while_listed.get("failed"), while_listed
+    assert "[Errno 111] Connect call failed" in while_listed["msg"], while_listed["msg"]
+    check = by_name(dropped)["model minilm"]
+    assert (check["value"], check["dead_worker"], dropped["dead_workers"]) == ("worker died", True, ["minilm"])
+    assert "its worker died" in check["diagnosis"]
+    assert (healed["changed"], healed["healed"], healed["relaunch_reason"]) == (True, True, "unhealthy"), healed
+    assert "was dropped with its worker" in healed["unhealthy_reason"]
+    assert [check["verdict"] for check in after["checks"]] == ["pass", "pass"], after["checks"]
+
+
+def test_a_launch_with_no_worker_left_fails_naming_the_dead_worker_and_says_changed(stack, tiny_models):
+    spec = {**embedding(stack, tiny_models), "wait_timeout": 20}
+    stack.kill_worker()
+    wait_until_dropped(stack, "minilm")
+    started = time.monotonic()
+
+    result = run_module(spec)
+
+    assert time.monotonic() - started < 60
+    assert (result.get("failed"), result["changed"]) == (True, True), result
+    assert "minilm was dropped with its worker" in result["msg"], result["msg"]
+    assert "\n" not in result["msg"]

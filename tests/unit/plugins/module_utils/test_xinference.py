@@ -3,6 +3,8 @@
 The server's answers below are the texts Xinference 4.1.0 sent in the integration runs.
 """
 
+import re
+
 import pytest
 
 from ansible_collections.llmops.ragstack.plugins.module_utils.xinference import (
@@ -10,8 +12,10 @@ from ansible_collections.llmops.ragstack.plugins.module_utils.xinference import 
     Observation,
     XinferenceError,
     cli_typed,
+    dead_worker_sign,
     detail_of,
     drifted_fields,
+    ensure_model,
     explain_launch_failure,
     instance_error,
     launch_spec,
@@ -68,8 +72,15 @@ class FakeClock:
 class ScriptedApi:
     """Answers each call from a list, in order, and records the calls."""
 
-    def __init__(self, terminate=(), launch=(), instances=(), engines=()):
-        self.answers = {"terminate": list(terminate), "launch": list(launch), "instance": list(instances)}
+    timeout = 60
+
+    def __init__(self, terminate=(), launch=(), instances=(), engines=(), describe=()):
+        self.answers = {
+            "terminate": list(terminate),
+            "launch": list(launch),
+            "instance": list(instances),
+            "describe": list(describe),
+        }
         self.offered_engines = list(engines)
         self.calls = []
 
@@ -85,6 +96,13 @@ class ScriptedApi:
 
     def instance(self, model_uid):
         return self._next("instance")
+
+    def describe(self, model_uid):
+        return self._next("describe")
+
+    def list_models(self):
+        self.calls.append("list")
+        return {}
 
     def progress(self, model_uid):
         return 0.4, "Loading model"
@@ -262,6 +280,7 @@ def test_terminate_gives_up_at_the_deadline_with_the_last_answer():
 def test_launch_of_a_uid_still_in_the_list_terminates_it_first_then_follows_the_load():
     api = ScriptedApi(
         launch=[ALREADY_ANSWER, (200, {"model_uid": "m"})],
+        describe=[NOT_FOUND_ANSWER],
         terminate=[NOT_FOUND_ANSWER],
         instances=[{"status": "CREATING"}, {"status": "READY"}],
     )
@@ -269,7 +288,7 @@ def test_launch_of_a_uid_still_in_the_list_terminates_it_first_then_follows_the_
 
     model.launch(launch_spec(params()))
 
-    assert api.calls == ["launch", "terminate", "launch", "instance", "instance"]
+    assert api.calls == ["launch", "describe", "list", "terminate", "launch", "instance", "instance"]
 
 
 def test_a_failed_load_reports_xinferences_error():
@@ -306,3 +325,174 @@ def test_a_load_timeout_says_how_far_loading_got():
         manager(ScriptedApi(launch=[(200, {})], instances=[{"status": "CREATING"}] * 3), wait_timeout=1)[0].launch(
             launch_spec(params())
         )
+
+
+# --- options checked first, what is retried, changed on failure (issue 11 point 8) ----------
+
+
+def module_params(**overrides):
+    return params(
+        **{"wait_timeout": 900, "timeout": 60, "health_check": False, **overrides},
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"wait_timeout": 0}, "wait_timeout must be at least 1 second, not 0"),
+        ({"wait_timeout": -5}, "wait_timeout must be at least 1 second, not -5"),
+        ({"timeout": 0}, "timeout must be at least 1 second, not 0"),
+        ({"replica": 0}, "replica must be at least 1, not 0"),
+        ({"model_uid": ""}, "model_uid is empty: give the model's uid, or leave it out to use model_name"),
+        ({"model_uid": "  ", "state": "absent"}, "model_uid is empty"),
+        ({"model_uid": "a/b"}, "model_uid a/b holds a '/'"),
+        ({"model_name": "BAAI/bge-m3"}, "model_uid BAAI/bge-m3 holds a '/'"),
+    ],
+)
+def test_options_the_server_cannot_take_fail_before_any_call(overrides, message):
+    api = ScriptedApi()
+
+    with pytest.raises(XinferenceError, match=re.escape(message)):
+        ensure_model(api, module_params(**overrides), False, print)
+    assert api.calls == []
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        (405, {"detail": "Method Not Allowed"}),
+        (501, {"detail": "Unsupported method ('DELETE')"}),
+        (500, {"detail": "[address=127.0.0.1:1, pid=1] Invalid model uid"}),
+    ],
+)
+def test_terminate_fails_at_once_on_what_waiting_does_not_heal(answer):
+    api = ScriptedApi(terminate=[answer])
+    model, clock = manager(api, wait_timeout=900)
+
+    with pytest.raises(XinferenceError, match=r"^terminating m failed: HTTP %d: " % answer[0]):
+        model.terminate()
+    assert (api.calls, clock.now, model.changed) == (["terminate"], 0.0, False)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[address=127.0.0.1:40000, pid=1] Remote server unixsocket:///2881904640 closed",
+        "[address=127.0.0.1:40000, pid=1] Remote server 127.0.0.1:34875 closed",
+        "xoscar.errors.ServerClosed: ...",
+        "[Errno 111] Connect call failed ('127.0.0.1', 34875)",
+        "[Errno 104] Connection reset by peer",
+    ],
+)
+def test_dead_worker_signs_include_xoscar_server_closed(text):
+    assert dead_worker_sign(text)
+
+
+def test_a_launch_answered_with_a_dead_worker_sign_is_retried():
+    closed = (500, {"detail": "[address=127.0.0.1:1, pid=1] Remote server 127.0.0.1:34875 closed"})
+    api = ScriptedApi(launch=[closed, (200, {})], instances=[{"status": "READY"}])
+    model, clock = manager(api)
+
+    model.launch(launch_spec(params()))
+
+    assert (api.calls, clock.now, model.changed) == (["launch", "launch", "instance"], 2.0, True)
+
+
+class ServerApi(ScriptedApi):
+    """ScriptedApi plus what ensure_model asks first: describe, the model list, the engines, /metrics."""
+
+    def __init__(self, describe, listed=None, died=(), **answers):
+        super().__init__(describe=describe, **answers)
+        self.listed = listed or {}
+        self.died = set(died)
+
+    def list_models(self):
+        self.calls.append("list")
+        return self.listed
+
+    def unexpectedly_terminated(self):
+        self.calls.append("metrics")
+        return self.died
+
+
+RUNNING = (200, {"model_name": "deepseek-r1-distill-qwen", "model_type": "LLM", "model_engine": "transformers"})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "engines", "message"),
+    [
+        (
+            {"model_engine": "transformerz"},
+            ["Transformers", "vLLM"],
+            "model_engine=transformerz is not an engine the server offers for deepseek-r1-distill-qwen (LLM): "
+            "Transformers, vLLM; nothing was terminated",
+        ),
+        (
+            {"model_type": "rerank"},
+            [],
+            "the server knows no rerank model named deepseek-r1-distill-qwen (GET /v1/engines): nothing was "
+            "terminated; check model_name and model_type",
+        ),
+    ],
+)
+def test_a_typo_that_looks_like_drift_is_checked_before_terminating(overrides, engines, message):
+    api = ServerApi(describe=[RUNNING], engines=engines)
+
+    with pytest.raises(XinferenceError) as raised:
+        ensure_model(api, module_params(**overrides), False, print)
+
+    assert str(raised.value) == message
+    assert (raised.value.changed, "terminate" in api.calls) == (False, False)
+
+
+def test_a_failure_after_the_terminate_went_through_says_changed():
+    api = ServerApi(
+        describe=[RUNNING],
+        engines=["Transformers"],
+        terminate=[(200, None)],
+        launch=[(400, {"detail": "Model not found, name: deepseek-r1-distill-qwen, size: 77"})],
+    )
+
+    with pytest.raises(XinferenceError, match="deepseek-r1-distill-qwen cannot run LLM") as raised:
+        ensure_model(api, module_params(state="restarted"), False, print)
+
+    assert raised.value.changed
+
+
+def test_a_launch_after_a_dead_worker_names_the_last_real_cause():
+    api = ServerApi(
+        describe=[DEAD_WORKER_ANSWER],
+        listed={"m": {"id": "m"}},
+        engines=["Transformers"],
+        terminate=[NOT_FOUND_ANSWER],
+        launch=[(200, {})] * 3,
+        instances=[{"status": "ERROR", "replica_statuses": []}] * 3,
+    )
+    clock = FakeClock()
+    overrides = {"model_uid": "m", "wait_timeout": 5}
+
+    with pytest.raises(XinferenceError) as raised:
+        ensure_model(api, module_params(**overrides), False, print, clock=clock, sleep=clock.sleep)
+
+    assert str(raised.value).startswith("launching m: gave up after wait_timeout=5s; the server's last answer: ")
+    assert str(raised.value).endswith(
+        "; the last cause seen: describe m answered HTTP 500: [Errno 111] Connect call failed ('127.0.0.1', 19999)"
+    )
+    assert raised.value.changed
+
+
+def test_a_model_dropped_with_its_dead_worker_is_healed_not_just_launched():
+    api = ServerApi(
+        describe=[NOT_FOUND_ANSWER],
+        died={"m"},
+        launch=[(200, {})],
+        instances=[{"status": "READY"}],
+    )
+    api.answers["describe"].append((200, {"model_type": "LLM"}))
+
+    result = ensure_model(api, module_params(model_uid="m"), False, print)
+
+    assert (result["changed"], result["healed"], result["relaunch_reason"]) == (True, True, "unhealthy")
+    assert (
+        result["unhealthy_reason"] == "m was dropped with its worker: Xinference records it as unexpectedly terminated"
+    )

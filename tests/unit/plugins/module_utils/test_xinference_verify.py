@@ -19,18 +19,17 @@ from ansible_collections.llmops.ragstack.plugins.module_utils.xinference_api imp
     NoAnswer,
     XinferenceApi,
 )
-from ansible_collections.llmops.ragstack.plugins.module_utils.xinference_verify import (
+from ansible_collections.llmops.ragstack.plugins.module_utils.xinference_probe import (
     MAX_TOKENS,
     RERANK_DOCUMENTS,
     ProbeFailed,
     TtftExceeded,
     chat_token,
     completion_token,
-    diagnose,
     measure_stream,
     sse_data,
-    verify,
 )
+from ansible_collections.llmops.ragstack.plugins.module_utils.xinference_verify import diagnose, verify
 from testkit.support import ModuleRunner
 
 pytestmark = pytest.mark.unit
@@ -334,8 +333,11 @@ class ScriptedApi:
     endpoint = ENDPOINT
     timeout = 60
 
-    def __init__(self, clock, *, listed=None, describe=None, posts=None, streams=None, list_error=None, step=0.01):
+    def __init__(
+        self, clock, *, listed=None, describe=None, posts=None, streams=None, list_error=None, step=0.01, died=()
+    ):
         self.clock = clock
+        self.died = set(died)
         self.listed = dict(LISTED) if listed is None else listed
         self.describes = describe or {}
         self.posts = posts or {}
@@ -350,6 +352,10 @@ class ScriptedApi:
         if self.list_error:
             raise self.list_error
         return self.listed
+
+    def unexpectedly_terminated(self):
+        self.calls.append(("GET", "/metrics"))
+        return self.died
 
     def describe(self, uid):
         self.calls.append(("GET", "/v1/models/" + uid))
@@ -490,6 +496,23 @@ def test_a_model_that_is_not_launched_fails_the_gateway_check_by_name():
     assert checks["model minilm"]["verdict"] == "pass"
 
 
+def test_a_model_dropped_with_its_dead_worker_is_a_dead_worker_not_never_launched():
+    """After the supervisor drops a dead worker, its models are not listed; /metrics still says why."""
+    clock = FakeClock()
+    listed = {uid: entry for uid, entry in LISTED.items() if uid != "tiny-qwen2"}
+    api = ScriptedApi(clock, listed=listed, posts=HEALTHY_POSTS, died={"tiny-qwen2", "other"})
+    api.describes = {"tiny-qwen2": (400, {"detail": "Model not found in the model list, uid: tiny-qwen2"})}
+
+    result = run(api, clock)
+    checks = by_name(result)
+
+    assert checks["gateway"]["diagnosis"].startswith(
+        "tiny-qwen2 is no longer listed because its worker died (Xinference records it as unexpectedly terminated)"
+    )
+    assert (checks["model tiny-qwen2"]["value"], checks["model tiny-qwen2"]["dead_worker"]) == ("worker died", True)
+    assert result["dead_workers"] == ["tiny-qwen2"]
+
+
 @pytest.mark.parametrize(
     ("error", "value", "diagnosis"),
     [
@@ -504,7 +527,7 @@ def test_a_model_that_is_not_launched_fails_the_gateway_check_by_name():
             CredentialsRefused(
                 "Xinference at http://10.0.0.5:9997 refused the credentials (HTTP 401: ...): set api_key"
             ),
-            "HTTP 401",
+            "credentials refused",
             "Xinference at http://10.0.0.5:9997 refused the credentials (HTTP 401: ...): set api_key",
             id="401",
         ),
@@ -690,9 +713,18 @@ def test_bad_input_is_an_error(models, ttft_timeout, message):
 
 
 class SlowStream(BaseHTTPRequestHandler):
-    """A chat stream whose first content comes at once and the rest after a pause; or silence."""
+    """A chat stream whose first content comes at once and the rest after a pause; or silence. It
+    answers the identity check as Xinference with auth off does."""
 
     pause = 0.4
+
+    def do_GET(self):
+        body = b'{"auth": false}'
+        self.send_response(200 if self.path == "/v1/cluster/auth" else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -724,6 +756,7 @@ def slow_server():
 
 def test_the_first_token_is_timed_as_it_arrives_not_when_the_stream_ends(slow_server, monkeypatch):
     api = XinferenceApi(slow_server, timeout=5)
+    api.identify()  # as the gateway check does first, outside the timed stream
     monkeypatch.setattr(api, "list_models", lambda: {"tiny": {"model_type": "LLM", "model_ability": ["chat"]}})
     monkeypatch.setattr(api, "describe", lambda uid: (200, {"model_type": "LLM", "model_ability": ["chat"]}))
 
