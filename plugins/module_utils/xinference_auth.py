@@ -26,8 +26,9 @@ from __future__ import annotations
 import sqlite3
 from urllib.parse import quote
 
-from ansible_collections.llmops.ragstack.plugins.module_utils.rest import Unreachable, json_request, parse_json
-from ansible_collections.llmops.ragstack.plugins.module_utils.xinference import XinferenceError, detail_of
+from ansible_collections.llmops.ragstack.plugins.module_utils.rest import parse_json
+from ansible_collections.llmops.ragstack.plugins.module_utils.xinference_api import MANAGE, XinferenceApi
+from ansible_collections.llmops.ragstack.plugins.module_utils.xinference_errors import XinferenceError, detail_of
 
 SETUP_TOKEN_QUERY = "SELECT value FROM system_config WHERE key = 'setup_token'"
 
@@ -53,31 +54,24 @@ def read_setup_token(auth_db):
 
 
 class XinferenceAuth:
-    """The advanced-auth routes of one Xinference server (the supervisor's, in a cluster)."""
+    """The advanced-auth routes of one Xinference server (the supervisor's, in a cluster), through the
+    modules' one client (XinferenceApi: identifies the server, logs in as the admin, never retries 401/403)."""
 
-    def __init__(self, endpoint, timeout=30, validate_certs=True, use_proxy=False):
-        self.endpoint = endpoint.rstrip("/")
-        self.timeout = timeout
-        self.validate_certs = validate_certs
-        self.use_proxy = use_proxy
+    def __init__(self, endpoint, username, password, *, timeout=30, validate_certs=True, use_proxy=False):
+        self.api = XinferenceApi(
+            endpoint,
+            timeout=timeout,
+            validate_certs=validate_certs,
+            username=username,
+            password=password,
+            use_proxy=use_proxy,
+            purpose=MANAGE,
+        )
+        self.endpoint = self.api.endpoint
 
-    def request(self, method, path, body=None, token=None):
-        """(status, parsed JSON or {"detail": text}) for any status; XinferenceError on no answer."""
-        headers = {"Authorization": "Bearer %s" % token} if token else {}
-        try:
-            status, _headers, raw = json_request(
-                self.endpoint + path,
-                method,
-                body,
-                headers,
-                timeout=self.timeout,
-                validate_certs=self.validate_certs,
-                use_proxy=self.use_proxy,
-            )
-        except Unreachable as exc:
-            raise XinferenceError(
-                "Xinference is not reachable at %s (%s %s): %s" % (self.endpoint, method, path, exc.reason)
-            ) from exc
+    def anonymous(self, method, path, body=None):
+        """(status, parsed JSON) of a route that takes no credential (the setup routes)."""
+        status, _headers, raw = self.api.send(method, path, body, {})
         return status, parse_json(raw, not_json={"detail": raw.decode("utf-8", "replace")[:200]})
 
     def failed(self, what, status, payload, hint):
@@ -85,79 +79,60 @@ class XinferenceAuth:
 
     def needs_setup(self):
         """True for a server without any account, False once set up, None when advanced auth is off."""
-        status, payload = self.request("GET", "/v1/admin/setup/status")
-        if status == 404:
+        self.api.identify()
+        if not self.api.auth_on:
             return None
+        status, payload = self.anonymous("GET", "/v1/admin/setup/status")
         if status != 200 or not isinstance(payload, dict) or "needs_setup" not in payload:
             raise self.failed(
-                "reading the setup status (GET /v1/admin/setup/status)",
-                status,
-                payload,
-                "is this Xinference 4.x at the endpoint?",
+                "reading the setup status (GET /v1/admin/setup/status)", status, payload, "is this Xinference 4.x?"
             )
         return bool(payload["needs_setup"])
 
-    def create_admin(self, setup_token, username, password):
-        status, payload = self.request(
-            "POST", "/v1/admin/setup", {"setup_token": setup_token, "username": username, "password": password}
+    def create_admin(self, setup_token):
+        status, payload = self.anonymous(
+            "POST",
+            "/v1/admin/setup",
+            {"setup_token": setup_token, "username": self.api.username, "password": self.api.password},
         )
         if status not in (200, 201):
             raise self.failed(
-                "creating the first admin %r (POST /v1/admin/setup)" % username,
+                "creating the first admin %s (POST /v1/admin/setup)" % self.api.username,
                 status,
                 payload,
                 "check the setup token and the password policy (XINFERENCE_PASSWORD_MIN_LENGTH)",
             )
 
-    def login(self, username, password):
-        """A user's access token (POST /token)."""
-        status, payload = self.request("POST", "/token", {"username": username, "password": password})
-        if status == 401:
-            raise self.failed(
-                "logging in as %r (POST /token)" % username,
-                status,
-                payload,
-                "the server was set up with another admin: set the admin username and password to that "
-                "account's (or reset it with `xinference reset-password`)",
-            )
-        if status != 200 or not isinstance(payload, dict) or not payload.get("access_token"):
-            raise self.failed("logging in as %r (POST /token)" % username, status, payload, "see the server's log")
-        if payload.get("must_change_password"):
-            raise XinferenceError(
-                "Xinference at %s requires %r to change its password before any other call: change it in the "
-                "web UI, then set the admin password to the new one" % (self.endpoint, username)
-            )
-        return payload["access_token"]
+    def login(self):
+        self.api.login()
 
-    def keys(self, token):
-        status, payload = self.request("GET", "/v1/admin/keys", token=token)
+    def keys(self):
+        status, payload = self.api.request("GET", "/v1/admin/keys")
         if status != 200 or not isinstance(payload, list):
-            raise self.failed(
-                "listing API keys (GET /v1/admin/keys)", status, payload, "the admin needs keys:create or admin"
-            )
+            raise self.failed("listing API keys (GET /v1/admin/keys)", status, payload, "see the server's log")
         return payload
 
-    def create_key(self, token, name, description):
-        status, payload = self.request("POST", "/v1/admin/keys", {"name": name, "description": description}, token)
+    def create_key(self, name, description):
+        status, payload = self.api.request("POST", "/v1/admin/keys", {"name": name, "description": description})
         if status not in (200, 201) or not isinstance(payload, dict) or not payload.get("key"):
             raise self.failed(
                 "creating the API key %r (POST /v1/admin/keys)" % name, status, payload, "see the server's log"
             )
         return payload
 
-    def reveal_key(self, token, key_id):
-        status, payload = self.request("GET", "/v1/admin/keys/%d/reveal" % key_id, token=token)
+    def reveal_key(self, key_id):
+        status, payload = self.api.request("GET", "/v1/admin/keys/%d/reveal" % key_id)
         if status != 200 or not isinstance(payload, dict) or not payload.get("key"):
             raise self.failed(
                 "reading the API key %d (GET /v1/admin/keys/%d/reveal)" % (key_id, key_id),
                 status,
                 payload,
-                "the admin needs keys:manage or admin",
+                "see the server's log",
             )
         return payload["key"]
 
-    def enable_key(self, token, key_id):
-        status, payload = self.request("PUT", "/v1/admin/keys/%d" % key_id, {"enabled": True}, token)
+    def enable_key(self, key_id):
+        status, payload = self.api.request("PUT", "/v1/admin/keys/%d" % key_id, {"enabled": True})
         if status != 200:
             raise self.failed(
                 "enabling the API key %d (PUT /v1/admin/keys/%d)" % (key_id, key_id),
@@ -184,7 +159,7 @@ def new_result(key_name):
 def ensure_auth(
     auth, result, username, password, *, setup_token=None, auth_db=None, key_description="", check_mode=False
 ):
-    """Bring the server to: an admin `username` exists, and (with result's api_key_name) an enabled API
+    """Bring the server to: the admin exists, and (with result's api_key_name) an enabled API
     key of that name. Fills in `result` (new_result) as it goes: `changed` is true as soon as the
     server changed, even when a later step raises; `api_key` holds the key's plaintext ("" in check
     mode while the admin or the key does not exist yet, and when advanced auth is off)."""
@@ -204,25 +179,25 @@ def ensure_auth(
         if check_mode:
             result.update(changed=True, admin_created=True, api_key_created=bool(key_name))
             return result
-        auth.create_admin(token, username, password)
+        auth.create_admin(token)
         result.update(changed=True, admin_created=True)
-    access_token = auth.login(username, password)
+    auth.login()
     if not key_name:
         return result
-    found = [entry for entry in auth.keys(access_token) if key_name_matches(entry.get("name"), key_name)]
+    found = [entry for entry in auth.keys() if key_name_matches(entry.get("name"), key_name)]
     if found:
         entry = found[0]
         result["api_key_id"] = entry["id"]
         if not entry.get("enabled", True):
             if not check_mode:
-                auth.enable_key(access_token, entry["id"])
+                auth.enable_key(entry["id"])
             result["changed"] = True
-        result.update(api_key_enabled=True, api_key=auth.reveal_key(access_token, entry["id"]))
+        result.update(api_key_enabled=True, api_key=auth.reveal_key(entry["id"]))
         return result
     if check_mode:
         result.update(changed=True, api_key_created=True)
         return result
-    created = auth.create_key(access_token, key_name, key_description)
+    created = auth.create_key(key_name, key_description)
     result.update(
         changed=True, api_key_created=True, api_key_enabled=True, api_key=created["key"], api_key_id=created.get("id")
     )

@@ -151,12 +151,12 @@ api_key_enabled:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.llmops.ragstack.plugins.module_utils.proxy import ignored_proxy_variables
-from ansible_collections.llmops.ragstack.plugins.module_utils.xinference import XinferenceError
 from ansible_collections.llmops.ragstack.plugins.module_utils.xinference_auth import (
     XinferenceAuth,
     ensure_auth,
     new_result,
 )
+from ansible_collections.llmops.ragstack.plugins.module_utils.xinference_errors import XinferenceError
 
 
 def main():
@@ -180,15 +180,20 @@ def main():
         module.fail_json(msg="timeout must be at least 1 second, not %d" % params["timeout"])
     if not params["username"].strip() or not params["password"]:
         module.fail_json(msg="username and password must not be empty: set the Xinference admin's (from a vault)")
-    auth = XinferenceAuth(params["endpoint"], params["timeout"], params["validate_certs"], params["use_proxy"])
+    auth = XinferenceAuth(
+        params["endpoint"],
+        params["username"],
+        params["password"],
+        timeout=params["timeout"],
+        validate_certs=params["validate_certs"],
+        use_proxy=params["use_proxy"],
+    )
     result = new_result(params["api_key_name"])
     result["proxy_variables_ignored"] = ignored_proxy_variables(params["use_proxy"])
     try:
         ensure_auth(
             auth,
             result,
-            params["username"],
-            params["password"],
             setup_token=params["setup_token"],
             auth_db=params["auth_db"],
             key_description=params["api_key_description"],

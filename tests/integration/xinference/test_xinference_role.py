@@ -38,9 +38,12 @@ def recap_counts(proc, host):
 
 
 def test_role_adopts_an_endpoint_and_launches_what_is_missing(xinference, tiny_models, tmp_path):
+    """The session cluster runs with advanced auth on and its admin set up: the role logs in as that
+    admin, creates its inference key once, and launches as the admin."""
+    role_only = ("endpoint", "username", "password")
     models = [
-        {key: value for key, value in tiny_llm(xinference, tiny_models).items() if key != "endpoint"},
-        {key: value for key, value in embedding(xinference, tiny_models).items() if key != "endpoint"},
+        {key: value for key, value in tiny_llm(xinference, tiny_models).items() if key not in role_only},
+        {key: value for key, value in embedding(xinference, tiny_models).items() if key not in role_only},
     ]
     playbook = [
         {
@@ -52,6 +55,8 @@ def test_role_adopts_an_endpoint_and_launches_what_is_missing(xinference, tiny_m
                     "role": "llmops.ragstack.xinference",
                     "xinference_deploy": "endpoint",
                     "xinference_endpoint": xinference.endpoint,
+                    "xinference_admin_username": xinference.credentials()["username"],
+                    "xinference_admin_password": xinference.credentials()["password"],
                     "xinference_models": models,
                 }
             ],
@@ -73,8 +78,10 @@ def test_role_adopts_an_endpoint_and_launches_what_is_missing(xinference, tiny_m
 
     assert first.returncode == 0, report(first)
     assert second.returncode == 0, report(second)
-    assert recap_counts(first, "xinference_host")["changed"] == 1
+    # The inference key (created once) and minilm.
+    assert recap_counts(first, "xinference_host")["changed"] == 2
     assert recap_counts(second, "xinference_host")["changed"] == 0
+    assert xinference.credentials()["password"] not in first.stdout + second.stdout
     assert "changed: [xinference_host] => (item=minilm)" in first.stdout
     assert "ok: [xinference_host] => (item=tiny-qwen2)" in first.stdout
 
