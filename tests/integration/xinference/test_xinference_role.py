@@ -94,6 +94,7 @@ def test_compose_project_per_node_role_is_valid_compose(tmp_path):
             "hosts": "all",
             "gather_facts": False,
             "vars_files": [str(ROLE / "defaults" / "main.yml"), str(ROLE / "vars" / "main.yml")],
+            "vars": {"xinference_service_image": "{{ xinference_deployed_image }}"},
             "tasks": [
                 {
                     "name": "Render",
@@ -161,6 +162,8 @@ def render_role_templates(tmp_path, templates, inventory, *hosts):
             "hosts": "all",
             "gather_facts": False,
             "vars_files": [str(ROLE / "vars" / "main.yml")],
+            # tasks/deploy.yml names the image (the deployed one, or one built FROM it).
+            "vars": {"xinference_service_image": "{{ xinference_deployed_image }}"},
             "tasks": [
                 {
                     "name": "Render %s" % template,
@@ -230,7 +233,7 @@ def test_process_mode_unit_environment_file_and_package_index(tmp_path, xinferen
         "xinference_config_dir": str(tmp_path),
         "xinference_pip_index_url": "http://127.0.0.1:18111/simple",
         "xinference_pip_extra_index_url": "http://127.0.0.1:18112/simple",
-        "xinference_pip_trusted_host": ["127.0.0.1"],
+        "xinference_pip_trusted_host": "127.0.0.1",
         "xinference_model_virtualenv": True,
         "xinference_extra_env": {"XINFERENCE_TRUST_REMOTE_CODE": "1"},
     }
