@@ -75,12 +75,20 @@ class PackageIndex:
             def log_message(self, *args):
                 pass
 
+            head_only = False
+
             def answer(self, status, body, content_type="text/html"):
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if not self.head_only:
+                    self.wfile.write(body)
+
+            def do_HEAD(self):
+                # uv (what Xinference's model virtualenvs install with) asks for a file's headers first.
+                self.head_only = True
+                self.do_GET()
 
             def do_GET(self):
                 parts = [part for part in self.path.split("?")[0].split("/") if part]
@@ -100,7 +108,8 @@ class PackageIndex:
                     )
                     return self.answer(200, ("<!DOCTYPE html><html><body>\n%s</body></html>" % links).encode())
                 if len(parts) == 2 and parts[0] == "files" and (index.folder / parts[1]).is_file():
-                    index.served.append(parts[1])
+                    if not self.head_only:
+                        index.served.append(parts[1])
                     return self.answer(200, (index.folder / parts[1]).read_bytes(), "application/octet-stream")
                 return self.answer(404, b"not found")
 

@@ -4,15 +4,19 @@ The adopt test runs after test_xinference_model.py (file order), on the same clu
 runs there already as declared, minilm was terminated, so the role has one model to launch.
 """
 
+import base64
+import hashlib
 import json
 import os
 import subprocess
+import zipfile
 
 import pytest
 import yaml
 
+from testkit.package_index import PackageIndex
 from testkit.support import REPO, free_port, report, run_tool
-from testkit.xinference import embedding, tiny_llm
+from testkit.xinference import Cluster, embedding, run_module, tiny_llm
 
 pytestmark = pytest.mark.integration
 
@@ -325,3 +329,64 @@ def test_check_mode_on_a_host_never_deployed_reports_and_skips_what_needs_the_se
     assert "check mode: Xinference does not answer at http://127.0.0.1:%d yet" % port in output
     assert "Skipped until then: its admin setup and inference key" in output
     assert not (tmp_path / "home").exists() and not (tmp_path / "etc").exists(), "check mode wrote files"
+
+
+def probe_wheel(folder, name="ragstack_index_probe", version="0.1.0"):
+    """A pure-Python wheel that exists on no public index: installed only if the index was used."""
+    folder.mkdir(parents=True, exist_ok=True)
+    dist_info = "%s-%s.dist-info" % (name, version)
+    files = {
+        "%s/__init__.py" % name: b"SERVED_BY = 'the loopback index'\n",
+        "%s/METADATA" % dist_info: ("Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (name, version)).encode(),
+        "%s/WHEEL"
+        % dist_info: b"Wheel-Version: 1.0\nGenerator: ragstack-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = [
+        "%s,sha256=%s,%d"
+        % (path, base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode(), len(data))
+        for path, data in files.items()
+    ]
+    files["%s/RECORD" % dist_info] = ("\n".join([*record, "%s/RECORD,," % dist_info]) + "\n").encode()
+    wheel = folder / ("%s-%s-py3-none-any.whl" % (name, version))
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, data in files.items():
+            archive.writestr(path, data)
+    return wheel
+
+
+class VirtualenvServer(Cluster):
+    """An Xinference that builds model virtualenvs, with the pip configuration the role writes."""
+
+    def __init__(self, workdir, pip_conf):
+        super().__init__(workdir)
+        self.pip_conf = pip_conf
+
+    def env(self, role):
+        return {**super().env(role), "XINFERENCE_ENABLE_VIRTUAL_ENV": "1", "PIP_CONFIG_FILE": str(self.pip_conf)}
+
+
+def test_model_virtualenvs_install_from_the_configured_index(tmp_path, xinference_venv, tiny_models):
+    """A model launch with a package only the loopback index has: Xinference's virtualenv install
+    fetches it from xinference_pip_index_url, through the pip.conf the role writes."""
+    with PackageIndex(tmp_path / "wheels") as index:
+        probe_wheel(tmp_path / "wheels")
+        local = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
+        inventory = {"all": {"hosts": {"single": {**local, "xinference_pip_index_url": index.url}, "localhost": local}}}
+        render_role_templates(tmp_path, {"pip.conf.j2": "pip.conf"}, inventory, "single")
+        server = VirtualenvServer(tmp_path / "server", tmp_path / "pip.conf")
+        (tmp_path / "server").mkdir()
+        try:
+            server.start_local()
+            launched = run_module(
+                embedding(
+                    server, tiny_models, extra={"virtual_env_packages": ["ragstack-index-probe"]}, wait_timeout=300
+                )
+            )
+            log = (tmp_path / "server" / "local.log").read_text(errors="replace")
+        finally:
+            left = server.stop()
+            assert not left, "Xinference processes left after teardown: %s" % left
+
+    assert set(index.served) == {"ragstack_index_probe-0.1.0-py3-none-any.whl"}, log[-3000:]
+    assert launched.get("changed") and not launched.get("failed"), launched.get("msg")
+    assert index.url.rstrip("/") in log, "the install command names the index"
