@@ -156,9 +156,7 @@ def new_result(key_name):
     )
 
 
-def ensure_auth(
-    auth, result, username, password, *, setup_token=None, auth_db=None, key_description="", check_mode=False
-):
+def ensure_auth(auth, result, *, setup_token=None, auth_db=None, key_description="", check_mode=False):
     """Bring the server to: the admin exists, and (with result's api_key_name) an enabled API
     key of that name. Fills in `result` (new_result) as it goes: `changed` is true as soon as the
     server changed, even when a later step raises; `api_key` holds the key's plaintext ("" in check
