@@ -170,6 +170,55 @@ def image_recipe_label(image: str) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
+def venv_stamp() -> str:
+    """The requirements digest setup_venv.py keeps in the Xinference venv: an image with the venv in it
+    is rebuilt when the venv was."""
+    stamp = XINFERENCE_VENV / "llmops-requirements.sha256"
+    if not stamp.is_file():
+        raise LabError(f"{XINFERENCE_VENV} is missing or unfinished: run `make xinference-venv` first")
+    return stamp.read_text().strip()
+
+
+def copy_venv(root: Path, venv: dict) -> None:
+    """Copy the lab's Xinference venv into the image's root at venv["path"], less venv["exclude"].
+
+    The venv then runs on the image's own Python (the same minor version), from its new path: its
+    interpreter links, pyvenv.cfg and the scripts' shebang lines name the new places.
+    """
+    config = {
+        key.strip(): value.strip()
+        for key, _, value in (line.partition("=") for line in (XINFERENCE_VENV / "pyvenv.cfg").read_text().splitlines())
+    }
+    version = config["version"]
+    minor = ".".join(version.split(".")[:2])
+    python = f"/usr/bin/python{minor}"
+    if not (root / python.lstrip("/")).exists():
+        raise LabError(f"the image has no {python}, the Python {version} the venv {XINFERENCE_VENV} was built with")
+    target = root / venv["path"].lstrip("/")
+    site_packages = f"/lib/python{minor}/site-packages"
+    excludes = []
+    for name in venv.get("exclude", []):
+        module = name.replace("-", "_")
+        excludes += [f"{site_packages}/{module}", f"{site_packages}/{module}-*.dist-info"]
+    must(["rsync", "-a", *[f"--exclude={pattern}" for pattern in excludes], f"{XINFERENCE_VENV}/", f"{target}/"])
+    left = [pattern for pattern in excludes if list(target.glob(pattern.lstrip("/")))]
+    if left:
+        raise LabError(f"excluded from the image but still there: {left}")
+    for link in ("python", "python3", f"python{minor}"):
+        (target / "bin" / link).unlink(missing_ok=True)
+        (target / "bin" / link).symlink_to(python)
+    (target / "pyvenv.cfg").write_text(
+        f"home = /usr/bin\ninclude-system-site-packages = false\nversion = {version}\nexecutable = {python}\n"
+    )
+    old, new = str(XINFERENCE_VENV.resolve()).encode(), venv["path"].encode()
+    for script in (target / "bin").iterdir():
+        if script.is_symlink() or not script.is_file():
+            continue
+        content = script.read_bytes()
+        if old in content[:4096]:
+            script.write_bytes(content.replace(old, new))
+
+
 def build_image(image: str, recipe: dict, digest: str) -> None:
     if os.geteuid() != 0:
         raise LabError(f"building {image} runs debootstrap, which needs root: run `sudo make lab`")
@@ -188,20 +237,32 @@ def build_image(image: str, recipe: dict, digest: str) -> None:
         must(argv)
         for leftover in (root / "var" / "cache" / "apt" / "archives").glob("*.deb"):
             leftover.unlink()
-        changes = [f"LABEL {LABEL}=1", f"LABEL {RECIPE_LABEL}={digest}", 'CMD ["sleep", "infinity"]']
+        if "venv" in recipe:
+            copy_venv(root, recipe["venv"])
+            say(f"{image}: copied {XINFERENCE_VENV} to {recipe['venv']['path']}")
+        changes = [f"LABEL {LABEL}=1", f"LABEL {RECIPE_LABEL}={digest}"]
+        changes += [f"ENV {name}={value}" for name, value in sorted(recipe.get("env", {}).items())]
+        changes.append("CMD " + json.dumps(recipe.get("cmd", ["sleep", "infinity"])))
         tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
         argv = ["docker", "import", *[arg for change in changes for arg in ("--change", change)], "-", image]
         imported = subprocess.run(argv, stdin=tar.stdout, capture_output=True, text=True, check=False)
         tar.stdout.close()
         if tar.wait() != 0 or imported.returncode != 0:
             raise LabError(f"docker import of {image} failed: {imported.stderr.strip()}")
-    say(f"built {image} (recipe {digest}) in {time.monotonic() - started:.0f} s")
+    if "check" in recipe:
+        checked = run(["docker", "run", "--rm", "--network", "none", image, *recipe["check"]])
+        if checked.returncode != 0:
+            run(["docker", "image", "rm", image])
+            raise LabError(f"{image} failed its check, removed: {(checked.stdout + checked.stderr).strip()[-2000:]}")
+        say(checked.stdout.strip())
+    size = int(must(["docker", "image", "inspect", "--format", "{{.Size}}", image]).strip())
+    say(f"built {image} (recipe {digest}) in {time.monotonic() - started:.0f} s, {size / 2**20:.0f} MiB")
 
 
 def ensure_images() -> None:
     recipes = yaml.safe_load(IMAGES_FILE.read_text())["images"]
     for image, recipe in recipes.items():
-        digest = recipe_hash(recipe)
+        digest = recipe_hash({**recipe, "venv_stamp": venv_stamp()} if "venv" in recipe else recipe)
         current = image_recipe_label(image)
         if current == digest:
             say(f"image {image} up to date (recipe {digest})")

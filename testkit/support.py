@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -55,6 +56,14 @@ def run_tool(argv, cwd=REPO, **env_overrides):
 def report(proc):
     """What a failed assertion on a finished command should show."""
     return f"rc={proc.returncode}\n--- stdout\n{proc.stdout[-20000:]}\n--- stderr\n{proc.stderr[-5000:]}"
+
+
+def recap(proc):
+    """{host: {"ok": n, "changed": n, "failed": n, ...}} from the PLAY RECAP of an ansible-playbook run."""
+    return {
+        host: {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", counts)}
+        for host, counts in re.findall(r"^(\S+)\s+: (ok=.*)$", proc.stdout, re.M)
+    }
 
 
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")

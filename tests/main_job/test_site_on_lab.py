@@ -168,7 +168,7 @@ def test_reports_say_how_each_model_was_measured(first_run):
 
 
 def lab_secrets(tmp_path):
-    """Every secret of the lab's vault, and the RAGFlow API key the run obtained."""
+    """Every secret of the lab's vault, the RAGFlow API key and the Xinference inference key the run obtained."""
     plain = run_tool(["ansible-vault", "view", "--vault-password-file", str(LAB_VAULT_PASSWORD), str(VAULT)])
     assert plain.returncode == 0, report(plain)
     secrets = dict(yaml.safe_load(plain.stdout))
@@ -182,13 +182,25 @@ def lab_secrets(tmp_path):
     )
     assert not token["changed"], "the main job left no API key in RAGFlow"
     secrets["ragflow_api_token"] = token["token"]
+    lab_vars = yaml.safe_load((REPO / "inventories" / "lab" / "group_vars" / "all" / "main.yml").read_text())
+    role_defaults = yaml.safe_load((REPO / "roles" / "xinference" / "defaults" / "main.yml").read_text())
+    inference = ModuleRunner("xinference_auth", tmp_path)(
+        {
+            "endpoint": lab_vars["xinference_endpoint"],
+            "username": lab_vars["xinference_admin_username"],
+            "password": secrets["vault_xinference_admin_password"],
+            "api_key_name": role_defaults["xinference_api_key_name"],
+        }
+    )
+    assert not inference["changed"], "the main job left no admin or inference key in Xinference"
+    secrets["xinference_inference_key"] = inference["api_key"]
     return secrets
 
 
 def test_no_secret_appears_in_the_verbose_output_or_the_reports(first_run, tmp_path):
     proc, reports_dir = first_run
     secrets = lab_secrets(tmp_path)
-    assert len(secrets) == 8
+    assert len(secrets) == 9
     places = {"stdout": proc.stdout, "stderr": proc.stderr}
     places.update({path.name: path.read_text() for path in sorted(reports_dir.iterdir())})
     assert len(places) == 2 + 2 * len(ALL_HOSTS)

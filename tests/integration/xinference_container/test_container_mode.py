@@ -1,0 +1,188 @@
+"""The role's container mode for real, on the lab's Docker engine (issue 11, "Container mode for real").
+
+The image is the lab's ragstack-lab/xinference:4.1.0-cpu (lab/images.yml): Xinference 4.1.0 on CPU
+without bitsandbytes, as the published xprobe/xinference:v4.1.0 is. The role builds an image FROM it
+with bitsandbytes pip-installed from a package index on loopback (the operator's index
+xinference_pip_index_url: a folder of wheels served by testkit.package_index; nothing else is
+reachable), deploys the compose project (single host), launches the lab's embedding, rerank and 4-bit
+chat models, and probes them. A second run changes nothing. The container's main process is then
+SIGKILLed, as the OOM killer or a crash would: the restart policy brings it back, Docker reports it
+healthy, and the next run relaunches the models it lost and the probes pass.
+
+Run it under the shared lock:
+    flock /tmp/ragstack-heavy.lock .venv/bin/pytest -m lab tests/integration/xinference_container
+"""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from testkit.package_index import PackageIndex, download_wheels
+from testkit.support import REPO, VENV_BIN, free_port, recap, report, run_tool
+
+pytestmark = pytest.mark.lab
+
+IMAGE = "ragstack-lab/xinference:4.1.0-cpu"
+PLAYBOOK = Path(__file__).with_name("container_mode.yml")
+LAB_VARS = REPO / "inventories" / "lab" / "group_vars" / "all" / "main.yml"
+WHEELS = REPO / ".cache" / "wheels"
+# The version the lab venv is built with (lab/xinference/constraints.txt).
+BITSANDBYTES = next(
+    line.strip()
+    for line in (REPO / "lab" / "xinference" / "constraints.txt").read_text().splitlines()
+    if line.startswith("bitsandbytes==")
+)
+HEALTHY_TIMEOUT = 240
+# The playbook's last assertion, when every probe passed.
+VERIFIED = "gateway, model lab-embedding, model lab-rerank, model lab-chat pass"
+
+
+def docker(*args, check=True):
+    proc = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+    assert not check or proc.returncode == 0, report(proc)
+    return proc
+
+
+def lab_models():
+    """The lab's three models (inventories/lab), from the container's /models."""
+    models = yaml.safe_load(LAB_VARS.read_text())["xinference_models"]
+    return [{**model, "model_path": model["model_path"].replace("/opt/models/", "/models/")} for model in models]
+
+
+class Deployment:
+    """One compose project of the role on this machine's engine, and the playbook runs against it."""
+
+    def __init__(self, workdir, index_url):
+        self.workdir = workdir
+        self.project = "ragstack-test-xinf-%d" % os.getpid()
+        self.variables = {
+            "ansible_python_interpreter": str(VENV_BIN / "python"),
+            "hf_models_endpoint": "http://127.0.0.1:18090",
+            "hf_models_root": str(workdir / "models"),
+            "hf_models_list": [
+                {"repo_id": "ragstack-lab/all-minilm-l6-v2"},
+                {"repo_id": "ragstack-lab/tiny-reranker"},
+                {"repo_id": "ragstack-lab/tiny-qwen2"},
+            ],
+            "hf_models_poll_interval": 2,
+            "xinference_deploy": "container",
+            "xinference_image": IMAGE,
+            "xinference_image_packages": [BITSANDBYTES],
+            "xinference_pip_index_url": index_url,
+            "xinference_project_name": self.project,
+            "xinference_project_dir": str(workdir / "project"),
+            "xinference_home_dir": str(workdir / "home"),
+            "xinference_models_dir": str(workdir / "models"),
+            "xinference_port": free_port(),
+            "xinference_bind_address": "127.0.0.1",
+            "xinference_gpus": False,
+            "xinference_shm_size": "1g",
+            "xinference_auth_advanced": False,
+            "xinference_extra_env": {"XINFERENCE_ENABLE_VIRTUAL_ENV": "0", "HF_HUB_OFFLINE": "1"},
+            "xinference_start_timeout": 180,
+            "xinference_model_wait_timeout": 300,
+            "xinference_models": lab_models(),
+        }
+        self.timings = {}
+
+    def run(self, name):
+        started = time.monotonic()
+        proc = run_tool(
+            ["ansible-playbook", "-i", "localhost,", str(PLAYBOOK), "-e", json.dumps(self.variables)],
+            ANSIBLE_NOCOLOR="1",
+        )
+        self.timings[name] = time.monotonic() - started
+        assert proc.returncode == 0, report(proc)
+        return recap(proc)["localhost"], proc
+
+    def container(self):
+        ids = docker("compose", "-p", self.project, "ps", "-q").stdout.split()
+        assert len(ids) == 1, ids
+        return ids[0]
+
+    def state(self):
+        return json.loads(docker("inspect", "--format", "{{json .State}}", self.container()).stdout)
+
+    def built_image(self):
+        return json.loads(docker("inspect", "--format", "{{json .Config}}", self.container()).stdout)["Image"]
+
+    def down(self):
+        return docker("compose", "-p", self.project, "down", "--volumes", "--remove-orphans", "--timeout", "5")
+
+
+@pytest.fixture(scope="module")
+def lab_xinference_image():
+    if docker("image", "inspect", IMAGE, check=False).returncode != 0:
+        pytest.fail(f"{IMAGE} is missing: run `make lab` (lab/images.yml builds it)", pytrace=False)
+    return IMAGE
+
+
+@pytest.fixture(scope="module")
+def package_index():
+    """bitsandbytes, at the lab venv's version, in a package index on loopback."""
+    assert download_wheels([BITSANDBYTES], WHEELS)
+    with PackageIndex(WHEELS) as index:
+        yield index
+
+
+@pytest.fixture(scope="module")
+def deployment(lab_xinference_image, package_index, tmp_path_factory):
+    deployment = Deployment(tmp_path_factory.mktemp("xinference-container"), package_index.url)
+    try:
+        yield deployment
+    finally:
+        built = docker("compose", "-p", deployment.project, "images", "-q", check=False).stdout.split()
+        deployment.down()
+        assert not docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={deployment.project}").stdout
+        # The built image goes too: the next run proves the build from the index again.
+        for image in built:
+            docker("image", "rm", image, check=False)
+        print("container mode timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in deployment.timings.items()))
+
+
+def test_the_lab_image_lacks_bitsandbytes_as_the_published_one(lab_xinference_image):
+    proc = docker(
+        "run", "--rm", "--network", "none", lab_xinference_image, "python3", "-c", "import bitsandbytes", check=False
+    )
+    assert proc.returncode != 0
+    assert "No module named 'bitsandbytes'" in proc.stderr
+
+
+def test_container_mode_deploys_launches_converges_and_recovers(deployment, package_index):
+    counts, proc = deployment.run("first deploy")
+    assert counts["changed"] > 0 and counts["failed"] == 0
+    assert VERIFIED in proc.stdout, report(proc)
+    # bitsandbytes came from the loopback index, into the image the project runs.
+    assert any(name.startswith("bitsandbytes-") for name in package_index.served), package_index.served
+    image = deployment.built_image()
+    assert image.startswith("llmops-ragstack/xinference:"), image
+    proc = docker("run", "--rm", "--network", "none", image, "python3", "-c", "import bitsandbytes")
+    assert deployment.state()["Health"]["Status"] in ("starting", "healthy")
+
+    counts, proc = deployment.run("second run")
+    assert counts["changed"] == 0, report(proc)
+    assert package_index.served.count(next(n for n in package_index.served if n.startswith("bitsandbytes-"))) == 1
+
+    before = deployment.state()
+    os.kill(before["Pid"], signal.SIGKILL)
+    killed = time.monotonic()
+    deadline = killed + HEALTHY_TIMEOUT
+    while True:
+        state = deployment.state()
+        if state["StartedAt"] != before["StartedAt"] and state.get("Health", {}).get("Status") == "healthy":
+            break
+        assert time.monotonic() < deadline, "not healthy %ss after the kill: %s" % (HEALTHY_TIMEOUT, state)
+        time.sleep(1)
+    deployment.timings["kill -> healthy"] = time.monotonic() - killed
+    assert state["Status"] == "running" and state["Pid"] != before["Pid"]
+
+    # The restarted server lost its models: the role relaunches them and the probes pass again.
+    counts, proc = deployment.run("run after the kill")
+    assert counts["changed"] > 0 and counts["failed"] == 0
+    assert VERIFIED in proc.stdout, report(proc)
