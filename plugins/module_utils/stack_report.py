@@ -22,8 +22,6 @@ FAIL = "fail"
 SKIP = "skip"
 MIB = 1024 * 1024
 JVM_UNITS = {"": 1, "k": 1024, "m": MIB, "g": 1024 * MIB}
-# Xinference titles a model's process "Model: <uid>", replicas "<uid>-<replica>".
-REPLICA_SUFFIX = re.compile(r"-\d+$")
 
 
 class ReportError(Exception):
@@ -73,6 +71,12 @@ def model_processes(device):
     return [process for process in device.get("processes") or [] if process.get("model_uid")]
 
 
+def process_label(process):
+    """The model uid and, for a replica, its index (gpu_facts parsed both from the process title)."""
+    replica = process.get("model_replica")
+    return process["model_uid"] if replica is None else "%s rep%d" % (process["model_uid"], replica)
+
+
 def gpu_check(gpu):
     """Check 4, this host's part: per-GPU used/free and the model processes each GPU holds."""
     devices = gpu.get("gpu_devices") or []
@@ -86,7 +90,8 @@ def gpu_check(gpu):
     parts = []
     for device in devices:
         models = ", ".join(
-            "%s %s MiB" % (process["model_uid"], process.get("used_memory_mib")) for process in model_processes(device)
+            "%s %s MiB" % (process_label(process), process.get("used_memory_mib"))
+            for process in model_processes(device)
         )
         parts.append(
             "[%d] %d/%d MiB used, %d free%s"
@@ -114,10 +119,6 @@ def gpu_check(gpu):
     return check("gpu", PASS, "; ".join(parts), measured=measured)
 
 
-def serves(process_uid, model_uid):
-    return process_uid == model_uid or REPLICA_SUFFIX.sub("", process_uid) == model_uid
-
-
 def placement_checks(models, cluster_gpus):
     """Check 4, the models' part: each model Xinference placed on GPUs (describe's `accelerators`)
     has a live compute process holding memory on one of those GPUs, on some GPU host."""
@@ -131,7 +132,7 @@ def placement_checks(models, cluster_gpus):
             for host, gpu in sorted(cluster_gpus.items())
             for device in gpu.get("gpu_devices") or []
             for process in model_processes(device)
-            if serves(process["model_uid"], uid)
+            if process["model_uid"] == uid
         ]
         on_expected = [entry for entry in found if entry[1] in expected and entry[2] > 0]
         measured = {"expected_gpus": expected, "processes": [list(entry) for entry in found]}
@@ -156,7 +157,7 @@ def placement_checks(models, cluster_gpus):
                 check(
                     name,
                     FAIL,
-                    "no GPU process titled 'Model: %s' on any GPU host (expected on GPU %s)" % (uid, expected),
+                    "no GPU process titled 'Model: %s-rep<N>' on any GPU host (expected on GPU %s)" % (uid, expected),
                     "Xinference lists the model on a GPU but no process holds GPU memory for it: its worker "
                     "process died (the field notes' case); terminate and relaunch it (stack_verify_heal: true)",
                     measured,

@@ -69,8 +69,8 @@ def test_gpu_check_reports_used_and_free_memory_and_the_models_each_gpu_holds(fa
     result = stack_report.gpu_check(facts)
 
     assert result["verdict"] == "pass"
-    assert result["value"] == "[0] 3213/81559 MiB used, 78346 free (bge-m3-0 2213 MiB)"
-    assert result["measured"]["gpus"][0]["models"] == ["bge-m3-0"]
+    assert result["value"] == "[0] 3213/81559 MiB used, 78346 free (bge-m3 rep0 2213 MiB)"
+    assert result["measured"]["gpus"][0]["models"] == ["bge-m3"]
 
 
 def test_gpu_check_is_skipped_with_the_reason_on_a_host_without_gpu():
@@ -96,6 +96,25 @@ def test_a_gpu_model_without_a_live_process_is_the_dead_worker_sign(fake_proc, t
     llm = checks["gpu process deepseek-r1-distill-qwen-14b"]
     assert llm["verdict"] == "fail"
     assert "its worker process died" in llm["diagnosis"]
+
+
+def test_xinference_41_replica_titles_are_matched_by_uid(fake_proc):
+    # Xinference 4.1 titles replicas "Model: <uid>-rep<N>"; a uid ending in digits is no replica.
+    cluster = {
+        "gpu-a": gpu_host(
+            fake_proc,
+            [(41, "Model: bge-m3-rep0", 2213), (42, "Model: llama-2-rep0", 9000), (43, "Model: llama-2-rep1", 9000)],
+        )
+    }
+    models = {"bge-m3": {"accelerators": ["0"]}, "llama-2": {"accelerators": ["0"]}, "llama": {"accelerators": ["0"]}}
+
+    checks = {item["name"]: item for item in stack_report.placement_checks(models, cluster)}
+
+    assert checks["gpu process bge-m3"]["verdict"] == "pass"
+    assert checks["gpu process llama-2"]["value"] == "gpu-a GPU 0: 9000 MiB, gpu-a GPU 0: 9000 MiB"
+    assert checks["gpu process llama"]["verdict"] == "fail"
+    assert "llama rep" not in stack_report.gpu_check(cluster["gpu-a"])["value"]
+    assert "llama-2 rep1 9000 MiB" in stack_report.gpu_check(cluster["gpu-a"])["value"]
 
 
 def test_a_gpu_model_on_another_gpu_than_assigned_fails(fake_proc):
