@@ -1,7 +1,8 @@
 # Copyright: contributors to llmops.ragstack
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The verification report of one host: the checks the stack_verify role measured, judged, as JSON,
-Markdown and a plain-text table.
+"""The verification report of one host: the checks the stack_verify role measured, judged, and its
+plain-text table. The filters of plugins/filter/stack_report.py run it on the controller; the role
+writes the JSON and the Markdown (templates/report.md.j2) with Ansible's copy and template.
 
 Inputs are what the other modules returned (llmops.ragstack.gpu_facts, xinference_verify,
 ragflow_e2e) and what Elasticsearch's node stats API answered. Checks 1-3 (gateway, models, dead
@@ -11,11 +12,12 @@ host memory and the Elasticsearch heap, and renders everything.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import tempfile
-import time
+
+from ansible_collections.llmops.ragstack.plugins.module_utils.host_memory import (
+    DEFAULT_MIN_MEM_AVAILABLE_PERCENT,
+    mem_available_verdict,
+)
 
 PASS = "pass"
 FAIL = "fail"
@@ -44,27 +46,16 @@ def failure_check(failure):
 
 
 def memory_check(memory, min_percent):
-    """Check 5: judged by MemAvailable; swap in use is reported, never a failure by itself."""
-    available, total = memory["mem_available_mib"], memory["mem_total_mib"]
-    percent = memory["mem_available_percent"]
-    value = "MemAvailable %d/%d MiB (%.1f %%), swap used %d MiB" % (available, total, percent, memory["swap_used_mib"])
+    """Check 5: judged by host_memory's MemAvailable rule; swap in use is reported, never a failure by itself."""
+    passed, value, diagnosis = mem_available_verdict(memory, min_percent)
     measured = {
-        "mem_available_mib": available,
-        "mem_total_mib": total,
-        "mem_available_percent": percent,
+        "mem_available_mib": memory["mem_available_mib"],
+        "mem_total_mib": memory["mem_total_mib"],
+        "mem_available_percent": memory["mem_available_percent"],
         "swap_used_mib": memory["swap_used_mib"],
         "min_mem_available_percent": min_percent,
     }
-    if percent >= min_percent:
-        return check("host memory", PASS, value, measured=measured)
-    return check(
-        "host memory",
-        FAIL,
-        value,
-        "MemAvailable is below %s %% of MemTotal: find what holds memory (an uncapped Elasticsearch heap is "
-        "the usual suspect: set ragflow_es_heap); swap in use alone is no sign of pressure now" % min_percent,
-        measured,
-    )
+    return check("host memory", PASS if passed else FAIL, value, diagnosis, measured)
 
 
 def model_processes(device):
@@ -262,7 +253,15 @@ def xinference_checks(results):
     return checks
 
 
-def build_report(host, results, failure, cluster_gpus, min_mem_available_percent):
+def report_file_stem(host):
+    """The name of a host's report files inside the report folder: the host name with anything but
+    letters, digits, '.', '_' and '-' replaced, and no leading dot, so that no host name (an
+    inventory can hold '../escaped') writes outside the folder or hides its report."""
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", host)
+    return re.sub(r"^\.+", lambda dots: "_" * len(dots.group(0)), stem) or "_"
+
+
+def build_report(host, results, failure, cluster_gpus, min_mem_available_percent=DEFAULT_MIN_MEM_AVAILABLE_PERCENT):
     checks = []
     if failure:
         checks.append(failure_check(failure))
@@ -283,7 +282,7 @@ def build_report(host, results, failure, cluster_gpus, min_mem_available_percent
         "verdict": FAIL if counts[FAIL] or not checks else PASS,
         "counts": counts,
         "checks": checks,
-        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "file": report_file_stem(host),
     }
 
 
@@ -308,57 +307,3 @@ def render_table(report):
     lines += ["  %s  %s  %s" % (row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2]) for row in rows]
     lines += ["  ! %s: %s" % (item["name"], item["diagnosis"]) for item in report["checks"] if item["diagnosis"]]
     return "\n".join(lines)
-
-
-def markdown_cell(text):
-    return str(text or "").replace("|", "\\|").replace("\n", " ")
-
-
-def render_markdown(report):
-    lines = [
-        "# Stack verification: %s" % report["host"],
-        "",
-        "**%s** at %s: %d pass, %d fail, %d skip."
-        % (
-            report["verdict"].upper(),
-            report["generated_at"],
-            report["counts"][PASS],
-            report["counts"][FAIL],
-            report["counts"][SKIP],
-        ),
-        "",
-        "| check | verdict | value | diagnosis |",
-        "| --- | --- | --- | --- |",
-    ]
-    lines += [
-        "| %s | %s | %s | %s |"
-        % (
-            markdown_cell(item["name"]),
-            item["verdict"].upper(),
-            markdown_cell(item["value"]),
-            markdown_cell(item["diagnosis"]),
-        )
-        for item in report["checks"]
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def write_atomically(path, content):
-    directory = os.path.dirname(path)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path))
-    with os.fdopen(handle, "w") as stream:
-        stream.write(content)
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, path)
-
-
-def write_report(dest, report):
-    """reports/<host>.json and reports/<host>.md; returns their paths."""
-    try:
-        os.makedirs(dest, exist_ok=True)
-        paths = {"json": os.path.join(dest, report["host"] + ".json"), "md": os.path.join(dest, report["host"] + ".md")}
-        write_atomically(paths["json"], json.dumps(report, indent=2, sort_keys=True) + "\n")
-        write_atomically(paths["md"], render_markdown(report))
-    except OSError as exc:
-        raise ReportError("cannot write the report of %s into %s: %s" % (report["host"], dest, exc)) from exc
-    return paths
