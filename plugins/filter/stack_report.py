@@ -25,7 +25,7 @@ def _percent(value, option):
         raise AnsibleFilterError("%s must be a number (a percentage), not %r" % (option, value)) from None
 
 
-def stack_report(results, host, failure=None, cluster_gpus=None, min_mem_available_percent=None):
+def stack_report(results, host, failure=None, cluster_gpus=None, min_mem_available_percent=None, *, check_mode=False):
     if not isinstance(results, dict):
         raise AnsibleFilterError(
             "stack_report: the results of %s must be a dict, not %s" % (host, type(results).__name__)
@@ -39,6 +39,7 @@ def stack_report(results, host, failure=None, cluster_gpus=None, min_mem_availab
             failure or None,
             cluster_gpus or {},
             _percent(min_mem_available_percent, "min_mem_available_percent"),
+            check_mode=bool(check_mode),
         )
     except ReportError as exc:
         raise AnsibleFilterError("stack_report of %s: %s" % (host, exc)) from None

@@ -314,3 +314,47 @@ def test_table_has_a_summary_line_aligned_rows_and_the_diagnoses_below(fake_proc
 
 def test_no_check_at_all_is_a_failure():
     assert stack_report.build_report("h", {}, None, {}, 10)["verdict"] == "fail"
+
+
+XINFERENCE_NOT_RUNNING = {
+    "checks": [
+        {
+            "name": "gateway",
+            "verdict": "fail",
+            "value": "not reachable",
+            "diagnosis": "Xinference does not answer at http://127.0.0.1:9997 (Connection refused): is it running "
+            "there? see the xinference stage",
+            "measured": {},
+        },
+        {"name": "model lab-chat", "verdict": "skip", "value": "not checked: the gateway check failed"},
+    ],
+    "models": {"lab-chat": {}},
+}
+ES_NOT_RUNNING = {"status": -1, "json": None, "msg": "Status code was -1 and not [200]: Connection refused"}
+
+
+def test_check_mode_on_a_fresh_host_reports_services_not_running_as_skipped_with_the_reason():
+    results = {"memory": memory(32768000), "xinference": XINFERENCE_NOT_RUNNING, "es": ES_NOT_RUNNING}
+
+    report = stack_report.build_report("sup", results, None, {}, 10, check_mode=True)
+
+    checks = by_name(report)
+    assert report["verdict"] == "pass"
+    assert report["counts"] == {"pass": 1, "fail": 0, "skip": 3}
+    assert checks["gateway"]["value"] == (
+        "check mode, not running yet: Xinference does not answer at http://127.0.0.1:9997 (Connection refused): "
+        "is it running there? see the xinference stage; a real run's xinference stage starts it"
+    )
+    assert checks["elasticsearch heap"]["value"].startswith(
+        "check mode, not running yet: Elasticsearch does not answer (Status code was -1"
+    )
+
+
+def test_a_real_run_fails_the_same_services_and_check_mode_fails_what_answered_wrongly():
+    results = {"xinference": XINFERENCE_NOT_RUNNING, "es": ES_NOT_RUNNING}
+
+    real = by_name(stack_report.build_report("sup", results, None, {}, 10))
+    refused = by_name(stack_report.build_report("sup", {"es": es_stats(0, status=401)}, None, {}, 10, check_mode=True))
+
+    assert (real["gateway"]["verdict"], real["elasticsearch heap"]["verdict"]) == ("fail", "fail")
+    assert refused["elasticsearch heap"]["verdict"] == "fail"
