@@ -82,9 +82,10 @@ EXAMPLES = r"""
 - name: Gather GPU facts
   llmops.ragstack.gpu_facts:
 
-- name: Fail unless the host has a usable GPU
+- name: Fail unless the host has a usable GPU, giving a slow driver 60 s per nvidia-smi call
   llmops.ragstack.gpu_facts:
     required: true
+    nvidia_smi_timeout: 60
 
 - name: Show which Xinference models hold GPU memory
   ansible.builtin.debug:
