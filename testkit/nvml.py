@@ -1,6 +1,7 @@
-"""A fake NVML library (not NVIDIA's): the subset of the pynvml API that gpu_facts calls.
+"""Fake NVML (not NVIDIA's): FakeNVML, the subset of the pynvml API that gpu_facts calls, and
+FakeNvmlLibrary, a stand-in for libnvidia-ml.so.1 under the real pynvml bindings.
 
-It raises what nvidia-ml-py 13.615.71 (pynvml.py) raises: NVMLError built from an NVML return code,
+FakeNVML raises what nvidia-ml-py 13.615.71 (pynvml.py) raises: NVMLError built from an NVML return code,
 which turns itself into the code's subclass (NVMLError_NotSupported, NVMLError_FunctionNotFound, ...)
 and prints the bindings' text for the code; and NVMLLibraryMismatchError, which is NOT an NVMLError,
 from the unversioned nvmlDeviceGetComputeRunningProcesses when the driver lacks the _v3 call (pynvml's
@@ -8,11 +9,14 @@ throwOnVersionMismatch). tests/unit/plugins/module_utils/test_gpu.py compares th
 bindings installed in .venv.
 """
 
+import ctypes
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import ClassVar
 
 MIB = 1024 * 1024
+# What NVML reports for a process's memory it cannot tell (WDDM): the all-ones 64-bit value.
+NVML_VALUE_NOT_AVAILABLE = 2**64 - 1
 
 # NVML return codes (nvml.h, pynvml.py NVML_ERROR_*) and the text pynvml gives each.
 NVML_ERROR_UNINITIALIZED = 1
@@ -208,3 +212,115 @@ class FakeNVML:
                 "nvmlDeviceGetComputeRunningProcesses_v2"
             ) from None
         return [SimpleNamespace(pid=pid, usedGpuMemory=used) for pid, used in gpu.processes]
+
+
+class FakeNvmlLibrary:
+    """A fake of libnvidia-ml.so.1 itself, for the REAL pynvml bindings: set it as `pynvml.nvmlLib`
+    (and empty `pynvml._nvmlGetFunctionPointer_cache`) and pynvml calls these methods where it would
+    call the C functions, with the same ctypes arguments, and raises its own exceptions from their
+    return codes. A C function the "driver" lacks is an attribute missing here: pynvml raises
+    NVMLError_FunctionNotFound for it, or NVMLLibraryMismatchError from an unversioned call.
+
+    The C signatures followed are those of nvml.h as nvidia-ml-py 13.615.71 (pynvml.py) calls them.
+    """
+
+    SUCCESS = 0
+    INSUFFICIENT_SIZE = 7
+
+    def __init__(self, gpus, driver="580.95.05", cuda=13000, missing=()):
+        # Imported here: the bindings are needed only by the tests that use this fake.
+        from pynvml import struct_c_nvmlDevice_t
+
+        self.gpus = gpus
+        self.driver = driver
+        self.cuda = cuda
+        # A handle is a pointer to an opaque struct: one struct per GPU, told apart by address.
+        self.devices = [struct_c_nvmlDevice_t() for _gpu in gpus]
+        self.by_address = {ctypes.addressof(device): gpu for device, gpu in zip(self.devices, gpus, strict=True)}
+        self.missing = set(missing)
+
+    def __getattribute__(self, name):
+        if name.startswith("nvml") and name in object.__getattribute__(self, "missing"):
+            raise AttributeError(name)
+        return object.__getattribute__(self, name)
+
+    def _gpu(self, handle):
+        return self.by_address[ctypes.addressof(handle.contents)]
+
+    def nvmlInitWithFlags(self, _flags):
+        return self.SUCCESS
+
+    def nvmlShutdown(self):
+        return self.SUCCESS
+
+    def nvmlSystemGetDriverVersion(self, buffer, _size):
+        buffer.value = self.driver.encode()
+        return self.SUCCESS
+
+    def nvmlSystemGetCudaDriverVersion(self, version):
+        version._obj.value = self.cuda
+        return self.SUCCESS
+
+    def nvmlDeviceGetCount_v2(self, count):
+        count._obj.value = len(self.gpus)
+        return self.SUCCESS
+
+    def nvmlDeviceGetHandleByIndex_v2(self, index, device):
+        device._obj.contents = self.devices[index.value]
+        return self.SUCCESS
+
+    def nvmlDeviceGetName(self, handle, buffer, _size):
+        buffer.value = self._gpu(handle).name.encode()
+        return self.SUCCESS
+
+    def nvmlDeviceGetUUID(self, handle, buffer, _size):
+        buffer.value = self._gpu(handle).uuid.encode()
+        return self.SUCCESS
+
+    def nvmlDeviceGetMemoryInfo(self, handle, memory):
+        gpu = self._gpu(handle)
+        memory._obj.total = gpu.total_mib * MIB
+        memory._obj.used = (gpu.used_mib + gpu.reserved_mib) * MIB
+        memory._obj.free = (gpu.total_mib - gpu.used_mib - gpu.reserved_mib) * MIB
+        return self.SUCCESS
+
+    def nvmlDeviceGetMemoryInfo_v2(self, handle, memory):
+        gpu = self._gpu(handle)
+        assert memory._obj.version == FakeNVML.nvmlMemory_v2
+        memory._obj.total = gpu.total_mib * MIB
+        memory._obj.reserved = gpu.reserved_mib * MIB
+        memory._obj.used = gpu.used_mib * MIB
+        memory._obj.free = (gpu.total_mib - gpu.used_mib - gpu.reserved_mib) * MIB
+        return self.SUCCESS
+
+    def nvmlDeviceGetUtilizationRates(self, handle, rates):
+        rates._obj.gpu, rates._obj.memory = self._gpu(handle).utilization
+        return self.SUCCESS
+
+    def nvmlDeviceGetTemperatureV(self, handle, reading):
+        reading._obj.temperature = self._gpu(handle).temperature_c
+        return self.SUCCESS
+
+    def nvmlDeviceGetTemperature(self, handle, _sensor, reading):
+        reading._obj.value = self._gpu(handle).temperature_c
+        return self.SUCCESS
+
+    def nvmlDeviceGetPowerUsage(self, handle, milliwatts):
+        milliwatts._obj.value = self._gpu(handle).power_mw
+        return self.SUCCESS
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle, milliwatts):
+        milliwatts._obj.value = self._gpu(handle).limit_mw
+        return self.SUCCESS
+
+    def nvmlDeviceGetComputeRunningProcesses_v3(self, handle, count, processes):
+        running = self._gpu(handle).processes
+        if processes is None:
+            count._obj.value = len(running)
+            return self.INSUFFICIENT_SIZE if running else self.SUCCESS
+        # pynvml passes an array larger than the count it was told, in case processes start meanwhile.
+        for slot, (pid, used) in zip(processes, running, strict=False):
+            slot.pid = pid
+            slot.usedGpuMemory = NVML_VALUE_NOT_AVAILABLE if used is None else used
+        count._obj.value = len(running)
+        return self.SUCCESS

@@ -348,3 +348,59 @@ def test_a_hung_nvidia_smi_is_killed_and_reported(tmp_path):
 def test_a_missing_binary_is_a_reason_not_a_traceback(tmp_path):
     with pytest.raises(gpu.BackendUnavailable, match="cannot run"):
         gpu.run_bounded([str(tmp_path / "nvidia-smi")], 5)
+
+
+@pytest.fixture
+def real_bindings(monkeypatch):
+    """nvidia-ml-py's pynvml, its C library replaced by `install(fake_library)`."""
+    pynvml = pytest.importorskip("pynvml")
+
+    def install(library):
+        monkeypatch.setattr(pynvml, "nvmlLib", library)
+        monkeypatch.setattr(pynvml, "_nvmlGetFunctionPointer_cache", {})
+        return pynvml
+
+    return install
+
+
+def test_the_real_bindings_on_a_current_driver(real_bindings, fake_proc):
+    fake_proc(4242, ["Model: bge-m3-rep0"], "python")
+    pynvml = real_bindings(fake_nvml.FakeNvmlLibrary([H100]))
+
+    facts = gpu.nvml_facts(pynvml, proc_root=fake_proc.root)
+
+    assert (facts["gpu_backend"], facts["gpu_driver_version"], facts["gpu_cuda_version"]) == (
+        "nvml",
+        "580.95.05",
+        "13.0",
+    )
+    device = facts["gpu_devices"][0]
+    assert (device["name"], device["uuid"]) == (H100.name, H100.uuid)
+    assert (device["memory_used_mib"], device["memory_reserved_mib"], device["memory_free_mib"]) == (29711, 500, 51348)
+    assert (device["temperature_c"], device["power_draw_w"], device["utilization_gpu_percent"]) == (41, 215.33, 37)
+    assert [(p["pid"], p["model_uid"], p["used_memory_mib"]) for p in device["processes"]] == [
+        (4242, "bge-m3", 2213),
+        (4343, None, 27994),
+    ]
+
+
+def test_the_real_bindings_on_an_older_driver_use_v1_memory_and_the_old_temperature(real_bindings, fake_proc):
+    library = fake_nvml.FakeNvmlLibrary([H100], missing={"nvmlDeviceGetMemoryInfo_v2", "nvmlDeviceGetTemperatureV"})
+
+    device = gpu.nvml_facts(real_bindings(library), proc_root=fake_proc.root)["gpu_devices"][0]
+
+    assert (device["memory_used_mib"], device["memory_reserved_mib"], device["temperature_c"]) == (30211, None, 41)
+
+
+def test_the_real_bindings_raise_the_library_mismatch_and_nvidia_smi_answers(real_bindings, fake_proc):
+    library = fake_nvml.FakeNvmlLibrary([H100], missing={"nvmlDeviceGetComputeRunningProcesses_v3"})
+
+    facts = gpu.collect_gpu_facts(
+        "auto", lambda: real_bindings(library), replay("h100x2"), "/usr/bin/nvidia-smi", fake_proc.root
+    )
+
+    assert facts["gpu_backend"] == "nvidia-smi"
+    assert facts["gpu_nvml_fallback_reason"].startswith(
+        "NVML: NVML query failed: NVMLLibraryMismatchError: Unversioned function called and the pyNVML version "
+        "does not match the NVML lib version."
+    )
