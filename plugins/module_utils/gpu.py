@@ -1,23 +1,32 @@
 # Copyright: contributors to llmops.ragstack
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""GPU facts through NVML, or through `nvidia-smi` CSV queries when NVML cannot be loaded.
+"""GPU facts through NVML, or through `nvidia-smi` CSV queries when NVML fails in any way.
 
 Both backends produce the same shape, so callers never care which one answered. Each GPU lists its
 compute processes with the command line read from /proc: Xinference titles its model processes
-``Model: <uid>``, which is how an operator tells a model worker from any other CUDA process.
+``Model: <replica uid>`` (xinference/core/model.py, ModelActor.load, setproctitle), which is how an
+operator tells a model worker from any other CUDA process.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 import re
+import signal
+import subprocess
 
 BACKENDS = ("auto", "nvml", "nvidia-smi")
 MIB = 1024 * 1024
 # NVML reports "not available" for a process's memory as the all-ones 64-bit value.
 NVML_VALUE_NOT_AVAILABLE = 2**64 - 1
-MODEL_TITLE = re.compile(r"\bModel:\s*(\S+)")
+# The whole title: Xinference uids may hold spaces and commas.
+MODEL_TITLE = re.compile(r"^Model: (?P<replica_uid>.+?)\s*$")
+# Xinference 4.1 replica uids are "<uid>-rep<N>" (xinference/core/utils.py build_replica_model_uid);
+# before 4.1 they were "<uid>-<N>", which 4.1 still reads from old recovery files
+# (parse_legacy_replica_model_uid). A title without the 4.1 suffix is therefore an older server's.
+REPLICA_UID = re.compile(r"^(?P<uid>.+)-rep(?P<replica>\d+)$")
+LEGACY_REPLICA_UID = re.compile(r"^(?P<uid>.+)-(?P<replica>\d+)$")
+DEFAULT_NVIDIA_SMI_TIMEOUT = 30
 CUDA_VERSION = re.compile(r"CUDA Version:\s*([0-9.]+)")
 
 SMI_GPU_FIELDS = (
@@ -45,6 +54,20 @@ class BackendUnavailable(Exception):
     """This backend cannot answer on this host; the message says why."""
 
 
+def parse_model_title(title):
+    """(model uid, replica index) from a process title ``Model: <uid>-rep<N>`` (Xinference 4.1) or
+    ``Model: <uid>-<N>`` (older servers); (None, None) for any other process. The title must start
+    with ``Model: `` so that a command line merely mentioning a model is not taken for a worker."""
+    match = MODEL_TITLE.match(title or "")
+    if not match:
+        return None, None
+    replica_uid = match.group("replica_uid")
+    parts = REPLICA_UID.match(replica_uid) or LEGACY_REPLICA_UID.match(replica_uid)
+    if not parts:
+        return replica_uid, None
+    return parts.group("uid"), int(parts.group("replica"))
+
+
 def no_gpu_facts(reason):
     return {
         "gpu_backend": "none",
@@ -53,6 +76,7 @@ def no_gpu_facts(reason):
         "gpu_cuda_version": None,
         "gpu_devices": [],
         "gpu_unavailable_reason": reason,
+        "gpu_nvml_fallback_reason": None,
     }
 
 
@@ -63,24 +87,26 @@ def describe_process(pid, reported_name=None, proc_root="/proc"):
     entry in our /proc: then only the name the driver reported is known.
     """
     base = os.path.join(proc_root, str(pid))
-    cmdline = None
+    arguments = []
     name = None
     try:
         with open(os.path.join(base, "cmdline"), "rb") as handle:
             raw = handle.read()
-        cmdline = " ".join(part.decode("utf-8", "replace") for part in raw.split(b"\0") if part) or None
+        arguments = [part.decode("utf-8", "replace") for part in raw.split(b"\0") if part]
         with open(os.path.join(base, "comm"), "rb") as handle:
             name = handle.read().decode("utf-8", "replace").strip() or None
     except OSError:
         pass
-    title = cmdline or reported_name or ""
-    match = MODEL_TITLE.search(title)
+    cmdline = " ".join(arguments) or None
+    # setproctitle writes the title over argv[0]; the driver reports the same title as the name.
+    uid, replica = parse_model_title(arguments[0] if arguments else reported_name)
     return {
         "pid": pid,
         "name": name or reported_name,
         "cmdline": cmdline,
         "visible_in_proc": cmdline is not None,
-        "model_uid": match.group(1) if match else None,
+        "model_uid": uid,
+        "model_replica": replica,
     }
 
 
@@ -96,56 +122,102 @@ def _nvml_optional(nvml, getter, *args):
         return None
 
 
+def _nvml_memory(nvml, handle):
+    """(total, reserved, used, free) in bytes. The v2 struct counts the driver's reserved memory
+    apart; v1 counts it as used. v1 when the bindings (no ``nvmlMemory_v2``) or the driver
+    (no ``nvmlDeviceGetMemoryInfo_v2``: NVMLError_FunctionNotFound) lack v2; reserved is then None."""
+    version = getattr(nvml, "nvmlMemory_v2", None)
+    if version is not None:
+        try:
+            memory = nvml.nvmlDeviceGetMemoryInfo(handle, version=version)
+            return memory.total, memory.reserved, memory.used, memory.free
+        except nvml.NVMLError:
+            pass
+    memory = nvml.nvmlDeviceGetMemoryInfo(handle)
+    return memory.total, None, memory.used, memory.free
+
+
+def _nvml_temperature(nvml, handle):
+    """nvmlDeviceGetTemperatureV, then the call it replaces (deprecated, gone in CUDA 14) for older
+    bindings or drivers; None where the board has no sensor."""
+    versioned = getattr(nvml, "nvmlDeviceGetTemperatureV", None)
+    if versioned is not None:
+        try:
+            return versioned(handle, nvml.NVML_TEMPERATURE_GPU)
+        except nvml.NVMLError:
+            pass
+    return _nvml_optional(nvml, nvml.nvmlDeviceGetTemperature, handle, nvml.NVML_TEMPERATURE_GPU)
+
+
 def _cuda_version_from_int(value):
     if not value:
         return None
     return "%d.%d" % (value // 1000, (value % 1000) // 10)
 
 
+def _mib(value):
+    return None if value is None else value // MIB
+
+
+def _nvml_device(nvml, index, proc_root):
+    handle = nvml.nvmlDeviceGetHandleByIndex(index)
+    total, reserved, used, free = _nvml_memory(nvml, handle)
+    rates = _nvml_optional(nvml, nvml.nvmlDeviceGetUtilizationRates, handle)
+    power = _nvml_optional(nvml, nvml.nvmlDeviceGetPowerUsage, handle)
+    limit = _nvml_optional(nvml, nvml.nvmlDeviceGetEnforcedPowerLimit, handle)
+    processes = []
+    # A driver without the _v3 call makes the bindings raise NVMLLibraryMismatchError, which is no
+    # NVMLError: it ends the NVML backend, and nvidia-smi lists the processes instead.
+    for proc in _nvml_optional(nvml, nvml.nvmlDeviceGetComputeRunningProcesses, handle) or []:
+        held = None if proc.usedGpuMemory == NVML_VALUE_NOT_AVAILABLE else proc.usedGpuMemory
+        entry = describe_process(proc.pid, proc_root=proc_root)
+        entry["used_memory_mib"] = _mib(held)
+        processes.append(entry)
+    return {
+        "index": index,
+        "name": _text(nvml.nvmlDeviceGetName(handle)),
+        "uuid": _text(nvml.nvmlDeviceGetUUID(handle)),
+        "memory_total_mib": _mib(total),
+        "memory_reserved_mib": _mib(reserved),
+        "memory_used_mib": _mib(used),
+        "memory_free_mib": _mib(free),
+        "utilization_gpu_percent": rates.gpu if rates is not None else None,
+        "utilization_memory_percent": rates.memory if rates is not None else None,
+        "temperature_c": _nvml_temperature(nvml, handle),
+        "power_draw_w": round(power / 1000.0, 2) if power is not None else None,
+        "power_limit_w": round(limit / 1000.0, 2) if limit is not None else None,
+        "processes": processes,
+    }
+
+
+def _failure(exc):
+    """The bindings' own words with the class that carries them (NVMLError_DriverNotLoaded, ...)."""
+    return "%s: %s" % (type(exc).__name__, exc)
+
+
 def nvml_facts(nvml, proc_root="/proc"):
-    """Facts from an initialised-or-not pynvml-compatible module `nvml`."""
+    """Facts from a pynvml-compatible module `nvml`.
+
+    Any exception of the bindings makes this backend unavailable, with the reason: besides the
+    NVMLError family they raise NVMLLibraryMismatchError (not an NVMLError) when the driver is older
+    than the bindings, and ctypes or OS errors when the library is broken.
+    """
     try:
         nvml.nvmlInit()
-    except nvml.NVMLError as exc:
-        raise BackendUnavailable("NVML could not be initialised: %s" % exc) from exc
+    except Exception as exc:
+        raise BackendUnavailable("NVML could not be initialised: %s" % _failure(exc)) from exc
     try:
         driver = _text(_nvml_optional(nvml, nvml.nvmlSystemGetDriverVersion))
         cuda = _cuda_version_from_int(_nvml_optional(nvml, nvml.nvmlSystemGetCudaDriverVersion))
-        devices = []
-        for index in range(nvml.nvmlDeviceGetCount()):
-            handle = nvml.nvmlDeviceGetHandleByIndex(index)
-            memory = nvml.nvmlDeviceGetMemoryInfo(handle)
-            rates = _nvml_optional(nvml, nvml.nvmlDeviceGetUtilizationRates, handle)
-            power = _nvml_optional(nvml, nvml.nvmlDeviceGetPowerUsage, handle)
-            limit = _nvml_optional(nvml, nvml.nvmlDeviceGetEnforcedPowerLimit, handle)
-            processes = []
-            for proc in _nvml_optional(nvml, nvml.nvmlDeviceGetComputeRunningProcesses, handle) or []:
-                used = proc.usedGpuMemory
-                entry = describe_process(proc.pid, proc_root=proc_root)
-                entry["used_memory_mib"] = None if used in (None, NVML_VALUE_NOT_AVAILABLE) else used // MIB
-                processes.append(entry)
-            devices.append(
-                {
-                    "index": index,
-                    "name": _text(nvml.nvmlDeviceGetName(handle)),
-                    "uuid": _text(nvml.nvmlDeviceGetUUID(handle)),
-                    "memory_total_mib": memory.total // MIB,
-                    "memory_used_mib": memory.used // MIB,
-                    "memory_free_mib": memory.free // MIB,
-                    "utilization_gpu_percent": rates.gpu if rates is not None else None,
-                    "utilization_memory_percent": rates.memory if rates is not None else None,
-                    "temperature_c": _nvml_optional(
-                        nvml, nvml.nvmlDeviceGetTemperature, handle, nvml.NVML_TEMPERATURE_GPU
-                    ),
-                    "power_draw_w": round(power / 1000.0, 2) if power is not None else None,
-                    "power_limit_w": round(limit / 1000.0, 2) if limit is not None else None,
-                    "processes": processes,
-                }
-            )
-    except nvml.NVMLError as exc:
-        raise BackendUnavailable("NVML query failed: %s" % exc) from exc
+        devices = [_nvml_device(nvml, index, proc_root) for index in range(nvml.nvmlDeviceGetCount())]
+    except Exception as exc:
+        raise BackendUnavailable("NVML query failed: %s" % _failure(exc)) from exc
     finally:
-        _nvml_optional(nvml, nvml.nvmlShutdown)
+        try:
+            nvml.nvmlShutdown()
+        except Exception:
+            # The answer (or the failure) is already known; a failing shutdown adds nothing to it.
+            pass
     return {
         "gpu_backend": "nvml",
         "gpu_count": len(devices),
@@ -153,6 +225,7 @@ def nvml_facts(nvml, proc_root="/proc"):
         "gpu_cuda_version": cuda,
         "gpu_devices": devices,
         "gpu_unavailable_reason": None if devices else "the driver reports no GPU",
+        "gpu_nvml_fallback_reason": None,
     }
 
 
@@ -168,7 +241,12 @@ def _smi_value(raw, convert):
 
 
 def _smi_rows(output):
-    return [row for row in csv.reader(output.splitlines(), skipinitialspace=True) if row and row[0].strip()]
+    """The lines of a ``--format=csv,noheader`` answer, split at every comma.
+
+    nvidia-smi neither quotes nor escapes its CSV: a comma inside a value splits it. Callers put
+    the pieces back by position, knowing which one field may hold commas.
+    """
+    return [line.split(",") for line in output.splitlines() if line.strip()]
 
 
 def parse_smi_gpus(output):
@@ -177,20 +255,26 @@ def parse_smi_gpus(output):
         if len(row) != len(SMI_GPU_FIELDS):
             raise BackendUnavailable("unexpected nvidia-smi --query-gpu line: %r" % ",".join(row))
         device = {key: _smi_value(cell, convert) for (_field, key, convert), cell in zip(SMI_GPU_FIELDS, row)}
+        device["memory_reserved_mib"] = None
         device["processes"] = []
         devices.append(device)
     return devices
 
 
 def parse_smi_apps(output):
-    """(gpu_uuid, pid, process_name, used_memory_mib) per compute process."""
+    """(gpu_uuid, pid, process_name, used_memory_mib) per compute process.
+
+    The UUID, PID and memory never hold a comma; the process name (a title such as
+    ``Model: <uid>-rep0``, where the uid may) is everything between the PID and the last field.
+    """
     apps = []
     for row in _smi_rows(output):
         if row[0].strip().lower().startswith("no running"):
             continue
-        if len(row) != len(SMI_APP_FIELDS):
+        if len(row) < len(SMI_APP_FIELDS):
             raise BackendUnavailable("unexpected nvidia-smi --query-compute-apps line: %r" % ",".join(row))
-        apps.append((row[0].strip(), _smi_value(row[1], int), row[2].strip(), _smi_value(row[3], int)))
+        name = ",".join(row[2:-1]).strip()
+        apps.append((row[0].strip(), _smi_value(row[1], int), name, _smi_value(row[-1], int)))
     return apps
 
 
@@ -199,8 +283,35 @@ def parse_smi_cuda_version(banner):
     return match.group(1) if match else None
 
 
+def run_bounded(argv, timeout):
+    """(rc, stdout, stderr) of `argv`, or BackendUnavailable when it has not finished in `timeout`
+    seconds. A wedged driver hangs nvidia-smi, often in the kernel: the process group gets SIGKILL,
+    and one that cannot even die is left behind rather than waited for."""
+    try:
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, close_fds=True
+        )
+    except OSError as exc:
+        raise BackendUnavailable("cannot run %s: %s" % (argv[0], exc)) from exc
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=2)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        raise BackendUnavailable(
+            "%s did not answer in %s s (nvidia_smi_timeout): the NVIDIA driver is not responding. "
+            "Look for Xid errors in `dmesg` and for nvidia-smi processes stuck in state D; a wedged "
+            "driver usually needs the GPU reset or the host rebooted" % (" ".join(argv), timeout)
+        ) from None
+    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
 def nvidia_smi_facts(run, smi_path, proc_root="/proc"):
-    """Facts from `nvidia-smi`; `run(argv)` returns (rc, stdout, stderr) like AnsibleModule.run_command."""
+    """Facts from `nvidia-smi`; `run(argv)` returns (rc, stdout, stderr) like AnsibleModule.run_command,
+    or raises BackendUnavailable (run_bounded)."""
 
     def query(argv):
         rc, out, err = run([smi_path, *argv])
@@ -248,7 +359,9 @@ def collect_gpu_facts(backend, load_nvml, run, smi_path, proc_root="/proc"):
             reasons.append("nvidia-smi: not found in PATH")
         else:
             try:
-                return nvidia_smi_facts(run, smi_path, proc_root)
+                facts = nvidia_smi_facts(run, smi_path, proc_root)
+                facts["gpu_nvml_fallback_reason"] = "; ".join(reasons) or None
+                return facts
             except BackendUnavailable as exc:
                 reasons.append("nvidia-smi: %s" % exc)
     return no_gpu_facts("; ".join(reasons))

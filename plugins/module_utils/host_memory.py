@@ -9,6 +9,7 @@ host is short of memory now.
 from __future__ import annotations
 
 MEMINFO_PATH = "/proc/meminfo"
+DEFAULT_MIN_MEM_AVAILABLE_PERCENT = 10
 
 
 class HostMemoryError(Exception):
@@ -55,3 +56,26 @@ def read_host_memory(path=MEMINFO_PATH):
     except OSError as exc:
         raise HostMemoryError("cannot read %s: %s" % (path, exc)) from exc
     return host_memory_facts(text)
+
+
+def mem_available_verdict(memory, min_percent):
+    """THE host memory rule (the preflight and the report both judge by it): MemAvailable at least
+    `min_percent` of MemTotal. Swap in use is reported in the value, never a failure by itself.
+
+    Returns (passed, value, diagnosis or None) from the `host_memory` facts of gpu_facts.
+    """
+    percent = memory["mem_available_percent"]
+    value = "MemAvailable %d/%d MiB (%.1f %%), swap used %d MiB" % (
+        memory["mem_available_mib"],
+        memory["mem_total_mib"],
+        percent,
+        memory["swap_used_mib"],
+    )
+    if percent >= min_percent:
+        return True, value, None
+    return (
+        False,
+        value,
+        "MemAvailable is below %g %% of MemTotal: find what holds memory (an uncapped Elasticsearch heap is "
+        "the usual suspect: set ragflow_es_heap); swap in use alone is no sign of pressure now" % min_percent,
+    )

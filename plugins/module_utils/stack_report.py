@@ -1,7 +1,8 @@
 # Copyright: contributors to llmops.ragstack
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The verification report of one host: the checks the stack_verify role measured, judged, as JSON,
-Markdown and a plain-text table.
+"""The verification report of one host: the checks the stack_verify role measured, judged, and its
+plain-text table. The filters of plugins/filter/stack_report.py run it on the controller; the role
+writes the JSON and the Markdown (templates/report.md.j2) with Ansible's copy and template.
 
 Inputs are what the other modules returned (llmops.ragstack.gpu_facts, xinference_verify,
 ragflow_e2e) and what Elasticsearch's node stats API answered. Checks 1-3 (gateway, models, dead
@@ -11,19 +12,21 @@ host memory and the Elasticsearch heap, and renders everything.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import tempfile
-import time
+
+from ansible_collections.llmops.ragstack.plugins.module_utils.host_memory import (
+    DEFAULT_MIN_MEM_AVAILABLE_PERCENT,
+    mem_available_verdict,
+)
 
 PASS = "pass"
 FAIL = "fail"
 SKIP = "skip"
 MIB = 1024 * 1024
 JVM_UNITS = {"": 1, "k": 1024, "m": MIB, "g": 1024 * MIB}
-# Xinference titles a model's process "Model: <uid>", replicas "<uid>-<replica>".
-REPLICA_SUFFIX = re.compile(r"-\d+$")
+
+
+CHECK_MODE_NOT_RUNNING = "check mode, not running yet"
 
 
 class ReportError(Exception):
@@ -46,31 +49,26 @@ def failure_check(failure):
 
 
 def memory_check(memory, min_percent):
-    """Check 5: judged by MemAvailable; swap in use is reported, never a failure by itself."""
-    available, total = memory["mem_available_mib"], memory["mem_total_mib"]
-    percent = memory["mem_available_percent"]
-    value = "MemAvailable %d/%d MiB (%.1f %%), swap used %d MiB" % (available, total, percent, memory["swap_used_mib"])
+    """Check 5: judged by host_memory's MemAvailable rule; swap in use is reported, never a failure by itself."""
+    passed, value, diagnosis = mem_available_verdict(memory, min_percent)
     measured = {
-        "mem_available_mib": available,
-        "mem_total_mib": total,
-        "mem_available_percent": percent,
+        "mem_available_mib": memory["mem_available_mib"],
+        "mem_total_mib": memory["mem_total_mib"],
+        "mem_available_percent": memory["mem_available_percent"],
         "swap_used_mib": memory["swap_used_mib"],
         "min_mem_available_percent": min_percent,
     }
-    if percent >= min_percent:
-        return check("host memory", PASS, value, measured=measured)
-    return check(
-        "host memory",
-        FAIL,
-        value,
-        "MemAvailable is below %s %% of MemTotal: find what holds memory (an uncapped Elasticsearch heap is "
-        "the usual suspect: set ragflow_es_heap); swap in use alone is no sign of pressure now" % min_percent,
-        measured,
-    )
+    return check("host memory", PASS if passed else FAIL, value, diagnosis, measured)
 
 
 def model_processes(device):
     return [process for process in device.get("processes") or [] if process.get("model_uid")]
+
+
+def process_label(process):
+    """The model uid and, for a replica, its index (gpu_facts parsed both from the process title)."""
+    replica = process.get("model_replica")
+    return process["model_uid"] if replica is None else "%s rep%d" % (process["model_uid"], replica)
 
 
 def gpu_check(gpu):
@@ -86,7 +84,8 @@ def gpu_check(gpu):
     parts = []
     for device in devices:
         models = ", ".join(
-            "%s %s MiB" % (process["model_uid"], process.get("used_memory_mib")) for process in model_processes(device)
+            "%s %s MiB" % (process_label(process), process.get("used_memory_mib"))
+            for process in model_processes(device)
         )
         parts.append(
             "[%d] %d/%d MiB used, %d free%s"
@@ -114,10 +113,6 @@ def gpu_check(gpu):
     return check("gpu", PASS, "; ".join(parts), measured=measured)
 
 
-def serves(process_uid, model_uid):
-    return process_uid == model_uid or REPLICA_SUFFIX.sub("", process_uid) == model_uid
-
-
 def placement_checks(models, cluster_gpus):
     """Check 4, the models' part: each model Xinference placed on GPUs (describe's `accelerators`)
     has a live compute process holding memory on one of those GPUs, on some GPU host."""
@@ -131,7 +126,7 @@ def placement_checks(models, cluster_gpus):
             for host, gpu in sorted(cluster_gpus.items())
             for device in gpu.get("gpu_devices") or []
             for process in model_processes(device)
-            if serves(process["model_uid"], uid)
+            if process["model_uid"] == uid
         ]
         on_expected = [entry for entry in found if entry[1] in expected and entry[2] > 0]
         measured = {"expected_gpus": expected, "processes": [list(entry) for entry in found]}
@@ -156,7 +151,7 @@ def placement_checks(models, cluster_gpus):
                 check(
                     name,
                     FAIL,
-                    "no GPU process titled 'Model: %s' on any GPU host (expected on GPU %s)" % (uid, expected),
+                    "no GPU process titled 'Model: %s-rep<N>' on any GPU host (expected on GPU %s)" % (uid, expected),
                     "Xinference lists the model on a GPU but no process holds GPU memory for it: its worker "
                     "process died (a dead worker); terminate and relaunch it (stack_verify_heal: true)",
                     measured,
@@ -172,11 +167,20 @@ def jvm_bytes(size):
     return int(match.group(1)) * JVM_UNITS[match.group(2).lower()]
 
 
-def es_heap_check(es, cap):
+def es_heap_check(es, cap, check_mode=False):
     """Check 6: the heap each Elasticsearch node's JVM runs with (_nodes/stats/jvm) is within the cap."""
     cap_bytes = jvm_bytes(cap)
     status = es.get("status")
     nodes = (es.get("json") or {}).get("nodes") if isinstance(es.get("json"), dict) else None
+    if check_mode and (not isinstance(status, int) or status < 100):
+        # ansible.builtin.uri reports -1 when nothing answered: on a fresh host in check mode, the
+        # ragflow stage has not started Elasticsearch, and only a real run can measure its heap.
+        return check(
+            "elasticsearch heap",
+            SKIP,
+            "%s: Elasticsearch does not answer (%s); a real run's ragflow stage starts it"
+            % (CHECK_MODE_NOT_RUNNING, es.get("msg") or "no answer"),
+        )
     if status != 200 or not nodes:
         reason = es.get("msg") or "HTTP %s" % status
         diagnosis = "Elasticsearch's node stats API did not answer (%s)" % reason
@@ -234,7 +238,18 @@ def relaunched_models(healed):
     return {item.get("model_uid") for item in healed or [] if item.get("changed")}
 
 
-def xinference_checks(results):
+def not_running_in_check_mode(item):
+    """The gateway check of xinference_verify when nothing answered at the endpoint (its value is
+    "not reachable"), made a skip: in check mode on a fresh host the xinference stage started nothing."""
+    return check(
+        item["name"],
+        SKIP,
+        "%s: %s; a real run's xinference stage starts it" % (CHECK_MODE_NOT_RUNNING, item.get("diagnosis")),
+        measured=item.get("measured"),
+    )
+
+
+def xinference_checks(results, check_mode=False):
     """Checks 1-3 as xinference_verify judged them; a model that failed the first probe and was
     healed during the run says so, with that first probe's value and numbers."""
     final = results.get("xinference") or {}
@@ -247,6 +262,9 @@ def xinference_checks(results):
     checks = []
     for verified in final.get("checks") or []:
         item = dict(verified)
+        if check_mode and item["name"] == "gateway" and item.get("value") == "not reachable":
+            checks.append(not_running_in_check_mode(item))
+            continue
         first = first_failures.get(item.get("model_uid"))
         if first:
             cause = "dead worker" if first.get("dead_worker") else "failing"
@@ -261,7 +279,25 @@ def xinference_checks(results):
     return checks
 
 
-def build_report(host, results, failure, cluster_gpus, min_mem_available_percent):
+def report_file_stem(host):
+    """The name of a host's report files inside the report folder: the host name with anything but
+    letters, digits, '.', '_' and '-' replaced, and no leading dot, so that no host name (an
+    inventory can hold '../escaped') writes outside the folder or hides its report."""
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", host)
+    return re.sub(r"^\.+", lambda dots: "_" * len(dots.group(0)), stem) or "_"
+
+
+def build_report(
+    host,
+    results,
+    failure,
+    cluster_gpus,
+    min_mem_available_percent=DEFAULT_MIN_MEM_AVAILABLE_PERCENT,
+    *,
+    check_mode=False,
+):
+    """The report of `host`. In check mode a service that does not answer at all is reported as a
+    skip with the reason (a fresh host: the stage that starts it only predicted), never as a failure."""
     checks = []
     if failure:
         checks.append(failure_check(failure))
@@ -270,10 +306,10 @@ def build_report(host, results, failure, cluster_gpus, min_mem_available_percent
     if results.get("gpu") is not None:
         checks.append(gpu_check(results["gpu"]))
     if results.get("xinference"):
-        checks.extend(xinference_checks(results))
+        checks.extend(xinference_checks(results, check_mode))
         checks.extend(placement_checks(results["xinference"].get("models") or {}, cluster_gpus))
     if results.get("es"):
-        checks.append(es_heap_check(results["es"], results.get("es_heap_cap") or "2g"))
+        checks.append(es_heap_check(results["es"], results.get("es_heap_cap") or "2g", check_mode))
     if results.get("ragflow_e2e"):
         checks.append(ragflow_check(results["ragflow_e2e"], results.get("ragflow_backend") or "RAGFlow"))
     counts = {verdict: sum(1 for item in checks if item["verdict"] == verdict) for verdict in (PASS, FAIL, SKIP)}
@@ -282,7 +318,7 @@ def build_report(host, results, failure, cluster_gpus, min_mem_available_percent
         "verdict": FAIL if counts[FAIL] or not checks else PASS,
         "counts": counts,
         "checks": checks,
-        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "file": report_file_stem(host),
     }
 
 
@@ -307,57 +343,3 @@ def render_table(report):
     lines += ["  %s  %s  %s" % (row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2]) for row in rows]
     lines += ["  ! %s: %s" % (item["name"], item["diagnosis"]) for item in report["checks"] if item["diagnosis"]]
     return "\n".join(lines)
-
-
-def markdown_cell(text):
-    return str(text or "").replace("|", "\\|").replace("\n", " ")
-
-
-def render_markdown(report):
-    lines = [
-        "# Stack verification: %s" % report["host"],
-        "",
-        "**%s** at %s: %d pass, %d fail, %d skip."
-        % (
-            report["verdict"].upper(),
-            report["generated_at"],
-            report["counts"][PASS],
-            report["counts"][FAIL],
-            report["counts"][SKIP],
-        ),
-        "",
-        "| check | verdict | value | diagnosis |",
-        "| --- | --- | --- | --- |",
-    ]
-    lines += [
-        "| %s | %s | %s | %s |"
-        % (
-            markdown_cell(item["name"]),
-            item["verdict"].upper(),
-            markdown_cell(item["value"]),
-            markdown_cell(item["diagnosis"]),
-        )
-        for item in report["checks"]
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def write_atomically(path, content):
-    directory = os.path.dirname(path)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path))
-    with os.fdopen(handle, "w") as stream:
-        stream.write(content)
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, path)
-
-
-def write_report(dest, report):
-    """reports/<host>.json and reports/<host>.md; returns their paths."""
-    try:
-        os.makedirs(dest, exist_ok=True)
-        paths = {"json": os.path.join(dest, report["host"] + ".json"), "md": os.path.join(dest, report["host"] + ".md")}
-        write_atomically(paths["json"], json.dumps(report, indent=2, sort_keys=True) + "\n")
-        write_atomically(paths["md"], render_markdown(report))
-    except OSError as exc:
-        raise ReportError("cannot write the report of %s into %s: %s" % (report["host"], dest, exc)) from exc
-    return paths

@@ -14,10 +14,16 @@ description:
   - >-
     Per GPU it reports index, name, UUID, memory total/used/free in MiB, utilization, temperature and
     power draw/limit, and every compute process with its PID, GPU memory, name and command line read
-    from C(/proc). A process titled C(Model: <uid>) (how Xinference names its model workers) gets that
-    uid in RV(ansible_facts.gpu_devices[].processes[].model_uid).
-  - Reads NVML through the C(nvidia-ml-py) library first. If that cannot load, it parses the CSV
-    output of C(nvidia-smi --query-gpu) and C(nvidia-smi --query-compute-apps).
+    from C(/proc). A process titled C(Model: <uid>-rep<N>) (how Xinference 4.1 titles its model
+    workers; older servers used C(Model: <uid>-<N>)) gets the uid in
+    RV(ansible_facts.gpu_devices[].processes[].model_uid) and the replica index in
+    RV(ansible_facts.gpu_devices[].processes[].model_replica).
+  - Reads NVML through the C(nvidia-ml-py) library first. On any NVML failure (library missing,
+    driver not loaded, bindings newer than the driver) it parses the CSV output of
+    C(nvidia-smi --query-gpu) and C(nvidia-smi --query-compute-apps), and says why in
+    RV(ansible_facts.gpu_nvml_fallback_reason).
+  - Memory is read through NVML's v2 memory struct, which counts the driver's reserved memory apart
+    (RV(ansible_facts.gpu_devices[].memory_reserved_mib)); drivers without it give the v1 numbers.
   - With no GPU at all it reports RV(ansible_facts.gpu_count=0) and the reason, unless O(required=true).
   - Host memory comes from C(/proc/meminfo). Judge memory pressure by
     RV(ansible_facts.host_memory.mem_available_mib); swap in use is often a leftover of earlier
@@ -41,6 +47,12 @@ options:
       - The C(nvidia-smi) program, a name looked up in E(PATH) or an absolute path.
     type: str
     default: nvidia-smi
+  nvidia_smi_timeout:
+    description:
+      - Seconds each C(nvidia-smi) call may take. A wedged driver hangs C(nvidia-smi); past this the
+        call is killed and the backend reported unavailable with a message that the driver did not answer.
+    type: int
+    default: 30
 attributes:
   check_mode:
     support: full
@@ -70,9 +82,10 @@ EXAMPLES = r"""
 - name: Gather GPU facts
   llmops.ragstack.gpu_facts:
 
-- name: Fail unless the host has a usable GPU
+- name: Fail unless the host has a usable GPU, giving a slow driver 60 s per nvidia-smi call
   llmops.ragstack.gpu_facts:
     required: true
+    nvidia_smi_timeout: 60
 
 - name: Show which Xinference models hold GPU memory
   ansible.builtin.debug:
@@ -98,6 +111,12 @@ ansible_facts:
       description: Number of GPUs.
       type: int
       sample: 1
+    gpu_nvml_fallback_reason:
+      description: Why NVML did not answer when V(nvidia-smi) did, else V(null).
+      type: str
+      sample: >-
+        NVML query failed: NVMLLibraryMismatchError: Unversioned function called and the pyNVML version
+        does not match the NVML lib version. ...
     gpu_unavailable_reason:
       description: Why no GPU was found (each backend's reason), or V(null) when GPUs were found.
       type: str
@@ -129,8 +148,11 @@ ansible_facts:
         memory_total_mib:
           description: Total memory in MiB.
           type: int
+        memory_reserved_mib:
+          description: Memory the driver reserves, in MiB (NVML v2 memory struct), V(null) where unknown.
+          type: int
         memory_used_mib:
-          description: Used memory in MiB.
+          description: Used memory in MiB, without the reserved memory where NVML's v2 struct answered.
           type: int
         memory_free_mib:
           description: Free memory in MiB.
@@ -167,14 +189,20 @@ ansible_facts:
             cmdline:
               description: Command line from C(/proc/PID/cmdline), V(null) when not visible.
               type: str
-              sample: "Model: bge-m3-0"
+              sample: "Model: bge-m3-rep0"
             visible_in_proc:
               description: Whether the process is visible in this host's C(/proc).
               type: bool
             model_uid:
-              description: "The Xinference model uid from a C(Model: <uid>) process title, else V(null)."
+              description: >-
+                The Xinference model uid from a process title C(Model: <uid>-rep<N>) (or C(Model: <uid>-<N>)),
+                without the replica suffix, else V(null).
               type: str
-              sample: bge-m3-0
+              sample: bge-m3
+            model_replica:
+              description: The replica index N of that title, else V(null).
+              type: int
+              sample: 0
     host_memory:
       description: Host memory from C(/proc/meminfo), in MiB.
       type: dict
@@ -203,8 +231,10 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.llmops.ragstack.plugins.module_utils.gpu import (
     BACKENDS,
+    DEFAULT_NVIDIA_SMI_TIMEOUT,
     BackendUnavailable,
     collect_gpu_facts,
+    run_bounded,
 )
 from ansible_collections.llmops.ragstack.plugins.module_utils.host_memory import (
     HostMemoryError,
@@ -220,17 +250,25 @@ def load_nvml():
     return pynvml
 
 
+def run_nvidia_smi(timeout):
+    return lambda argv: run_bounded(argv, timeout)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             required=dict(type="bool", default=False),
             backend=dict(type="str", default="auto", choices=list(BACKENDS)),
             nvidia_smi_path=dict(type="str", default="nvidia-smi"),
+            nvidia_smi_timeout=dict(type="int", default=DEFAULT_NVIDIA_SMI_TIMEOUT),
         ),
         supports_check_mode=True,
     )
+    timeout = module.params["nvidia_smi_timeout"]
+    if timeout < 1:
+        module.fail_json(msg="nvidia_smi_timeout must be at least 1 second, got %d" % timeout)
     smi_path = module.get_bin_path(module.params["nvidia_smi_path"])
-    facts = collect_gpu_facts(module.params["backend"], load_nvml, module.run_command, smi_path)
+    facts = collect_gpu_facts(module.params["backend"], load_nvml, run_nvidia_smi(timeout), smi_path)
     try:
         facts["host_memory"] = read_host_memory()
     except HostMemoryError as exc:

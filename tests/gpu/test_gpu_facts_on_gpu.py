@@ -65,9 +65,9 @@ def test_a_cuda_process_titled_like_a_model_worker_is_found():
         "print('ready', flush=True)\n"
         "sys.stdin.read()\n"
     )
-    # argv[0] set to Xinference's worker title, so /proc/PID/cmdline reads "Model: probe-0 ...".
+    # argv[0] set to Xinference 4.1's worker title, so /proc/PID/cmdline reads "Model: probe-rep0 ...".
     worker = subprocess.Popen(
-        ["Model: probe-0", "-c", script],
+        ["Model: probe-rep0", "-c", script],
         executable=sys.executable,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -78,7 +78,7 @@ def test_a_cuda_process_titled_like_a_model_worker_is_found():
         facts = gpu.collect_gpu_facts("auto", lambda: pytest.importorskip("pynvml"), run, "nvidia-smi")
         mine = [p for d in facts["gpu_devices"] for p in d["processes"] if p["pid"] == worker.pid]
         assert len(mine) == 1
-        assert mine[0]["model_uid"] == "probe-0"
+        assert (mine[0]["model_uid"], mine[0]["model_replica"]) == ("probe", 0)
         assert mine[0]["used_memory_mib"] is None or mine[0]["used_memory_mib"] >= 256
     finally:
         worker.stdin.close()

@@ -51,3 +51,17 @@ def test_this_hosts_meminfo_parses():
     facts = host_memory.read_host_memory()
 
     assert 0 < facts["mem_available_mib"] <= facts["mem_total_mib"]
+
+
+def test_the_mem_available_rule_passes_at_the_threshold_and_reports_swap():
+    facts = host_memory.host_memory_facts(MEMINFO)
+
+    assert host_memory.mem_available_verdict(facts, 46.5) == (
+        True,
+        "MemAvailable 59887/128800 MiB (46.5 %), swap used 8092 MiB",
+        None,
+    )
+    passed, _value, diagnosis = host_memory.mem_available_verdict(facts, 46.6)
+    assert passed is False
+    assert diagnosis.startswith("MemAvailable is below 46.6 % of MemTotal: find what holds memory")
+    assert "swap in use alone is no sign of pressure now" in diagnosis

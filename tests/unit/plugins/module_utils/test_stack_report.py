@@ -2,8 +2,6 @@
 modules measured (GPU facts from the fake NVML through gpu.py, memory from a /proc/meminfo text),
 and the report files and table rendered from them."""
 
-import json
-
 import pytest
 
 from ansible_collections.llmops.ragstack.plugins.module_utils import gpu, host_memory, stack_report
@@ -69,8 +67,8 @@ def test_gpu_check_reports_used_and_free_memory_and_the_models_each_gpu_holds(fa
     result = stack_report.gpu_check(facts)
 
     assert result["verdict"] == "pass"
-    assert result["value"] == "[0] 3213/81559 MiB used, 78346 free (bge-m3-0 2213 MiB)"
-    assert result["measured"]["gpus"][0]["models"] == ["bge-m3-0"]
+    assert result["value"] == "[0] 3213/81559 MiB used, 78346 free (bge-m3 rep0 2213 MiB)"
+    assert result["measured"]["gpus"][0]["models"] == ["bge-m3"]
 
 
 def test_gpu_check_is_skipped_with_the_reason_on_a_host_without_gpu():
@@ -96,6 +94,25 @@ def test_a_gpu_model_without_a_live_process_is_the_dead_worker_sign(fake_proc, t
     llm = checks["gpu process deepseek-r1-distill-qwen-14b"]
     assert llm["verdict"] == "fail"
     assert "its worker process died" in llm["diagnosis"]
+
+
+def test_xinference_41_replica_titles_are_matched_by_uid(fake_proc):
+    # Xinference 4.1 titles replicas "Model: <uid>-rep<N>"; a uid ending in digits is no replica.
+    cluster = {
+        "gpu-a": gpu_host(
+            fake_proc,
+            [(41, "Model: bge-m3-rep0", 2213), (42, "Model: llama-2-rep0", 9000), (43, "Model: llama-2-rep1", 9000)],
+        )
+    }
+    models = {"bge-m3": {"accelerators": ["0"]}, "llama-2": {"accelerators": ["0"]}, "llama": {"accelerators": ["0"]}}
+
+    checks = {item["name"]: item for item in stack_report.placement_checks(models, cluster)}
+
+    assert checks["gpu process bge-m3"]["verdict"] == "pass"
+    assert checks["gpu process llama-2"]["value"] == "gpu-a GPU 0: 9000 MiB, gpu-a GPU 0: 9000 MiB"
+    assert checks["gpu process llama"]["verdict"] == "fail"
+    assert "llama rep" not in stack_report.gpu_check(cluster["gpu-a"])["value"]
+    assert "llama-2 rep1 9000 MiB" in stack_report.gpu_check(cluster["gpu-a"])["value"]
 
 
 def test_a_gpu_model_on_another_gpu_than_assigned_fails(fake_proc):
@@ -253,19 +270,34 @@ def test_ragflow_e2e_names_its_backend_and_fails_when_something_was_left_behind(
     assert "NOT deleted: d1" in leftover["value"]
 
 
-def test_a_host_that_failed_a_stage_is_reported_with_the_stage_and_message(tmp_path):
+def test_a_host_that_failed_a_stage_is_reported_with_the_stage_and_message():
     failure = {"stage": "models", "task": "Download x", "msg": "the mirror is not reachable: Connection refused"}
 
     report = stack_report.build_report("gpu-c", {}, failure, {}, 10)
-    paths = stack_report.write_report(str(tmp_path), report)
 
     assert report["verdict"] == "fail"
     (only,) = report["checks"]
     assert only["name"] == "stage models"
+    assert only["value"] == "failed at task 'Download x'"
     assert "Connection refused" in only["diagnosis"]
-    assert json.loads((tmp_path / "gpu-c.json").read_text())["checks"][0]["name"] == "stage models"
-    assert "| stage models | FAIL | failed at task 'Download x' |" in (tmp_path / "gpu-c.md").read_text()
-    assert paths == {"json": str(tmp_path / "gpu-c.json"), "md": str(tmp_path / "gpu-c.md")}
+    assert report["file"] == "gpu-c"
+
+
+@pytest.mark.parametrize(
+    ("host", "stem"),
+    [
+        ("ragstack-lab-gpu-1", "ragstack-lab-gpu-1"),
+        ("gpu-a.example.com", "gpu-a.example.com"),
+        ("../escaped", "___escaped"),
+        ("/etc/cron.d/x", "_etc_cron.d_x"),
+        (".hidden", "_hidden"),
+        ("..", "__"),
+        ("host with space", "host_with_space"),
+        ("", "_"),
+    ],
+)
+def test_report_file_names_stay_inside_the_folder(host, stem):
+    assert stack_report.report_file_stem(host) == stem
 
 
 def test_table_has_a_summary_line_aligned_rows_and_the_diagnoses_below(fake_proc):
@@ -280,12 +312,49 @@ def test_table_has_a_summary_line_aligned_rows_and_the_diagnoses_below(fake_proc
     assert table[-1] == "  ! model lab-chat: gateway lists lab-chat but its worker does not answer"
 
 
-def test_markdown_escapes_pipes_in_values(tmp_path):
-    report = stack_report.build_report("h", {"memory": memory(32768000)}, None, {}, 10)
-    report["checks"][0]["value"] = "a | b"
-
-    assert "| a \\| b |" in stack_report.render_markdown(report)
-
-
 def test_no_check_at_all_is_a_failure():
     assert stack_report.build_report("h", {}, None, {}, 10)["verdict"] == "fail"
+
+
+XINFERENCE_NOT_RUNNING = {
+    "checks": [
+        {
+            "name": "gateway",
+            "verdict": "fail",
+            "value": "not reachable",
+            "diagnosis": "Xinference does not answer at http://127.0.0.1:9997 (Connection refused): is it running "
+            "there? see the xinference stage",
+            "measured": {},
+        },
+        {"name": "model lab-chat", "verdict": "skip", "value": "not checked: the gateway check failed"},
+    ],
+    "models": {"lab-chat": {}},
+}
+ES_NOT_RUNNING = {"status": -1, "json": None, "msg": "Status code was -1 and not [200]: Connection refused"}
+
+
+def test_check_mode_on_a_fresh_host_reports_services_not_running_as_skipped_with_the_reason():
+    results = {"memory": memory(32768000), "xinference": XINFERENCE_NOT_RUNNING, "es": ES_NOT_RUNNING}
+
+    report = stack_report.build_report("sup", results, None, {}, 10, check_mode=True)
+
+    checks = by_name(report)
+    assert report["verdict"] == "pass"
+    assert report["counts"] == {"pass": 1, "fail": 0, "skip": 3}
+    assert checks["gateway"]["value"] == (
+        "check mode, not running yet: Xinference does not answer at http://127.0.0.1:9997 (Connection refused): "
+        "is it running there? see the xinference stage; a real run's xinference stage starts it"
+    )
+    assert checks["elasticsearch heap"]["value"].startswith(
+        "check mode, not running yet: Elasticsearch does not answer (Status code was -1"
+    )
+
+
+def test_a_real_run_fails_the_same_services_and_check_mode_fails_what_answered_wrongly():
+    results = {"xinference": XINFERENCE_NOT_RUNNING, "es": ES_NOT_RUNNING}
+
+    real = by_name(stack_report.build_report("sup", results, None, {}, 10))
+    refused = by_name(stack_report.build_report("sup", {"es": es_stats(0, status=401)}, None, {}, 10, check_mode=True))
+
+    assert (real["gateway"]["verdict"], real["elasticsearch heap"]["verdict"]) == ("fail", "fail")
+    assert refused["elasticsearch heap"]["verdict"] == "fail"

@@ -50,8 +50,8 @@ def test_nvidia_smi_backend_through_the_real_module(tmp_path):
     assert facts["gpu_backend"] == "nvidia-smi"
     assert facts["gpu_count"] == 2
     assert facts["gpu_cuda_version"] == "12.4"
-    uids = [p["model_uid"] for p in facts["gpu_devices"][0]["processes"]]
-    assert uids == ["bge-m3-0", "deepseek-r1-distill-qwen-14b-0"]
+    uids = [(p["model_uid"], p["model_replica"]) for p in facts["gpu_devices"][0]["processes"]]
+    assert uids == [("bge-m3", 0), ("deepseek-r1-distill-qwen-14b", 0)]
 
 
 def test_driver_down_is_reported_not_raised(tmp_path):
