@@ -10,6 +10,10 @@ this machine's loopback: the lab mirror (lab/mirror.py) and each other's Xinfere
 run the real Xinference from .cache/xinference-venv, mounted read-only at /opt/xinference-venv
 together with the Python it was built with (mounted at its own path, which the venv points to).
 
+The same venv, less bitsandbytes, is also copied into the image ragstack-lab/xinference:4.1.0-cpu
+(lab/images.yml), which the role's container mode deploys as it would the published image: Debian's
+python3 of the same minor version runs it there.
+
     lab.py up       install what is missing, start dockerd, build stale images, start lab hosts and the mirror
     lab.py down     remove the lab host containers and the lab's RAGFlow project, stop the mirror (images stay cached)
     lab.py status   print what is running

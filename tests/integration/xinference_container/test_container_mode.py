@@ -186,3 +186,26 @@ def test_container_mode_deploys_launches_converges_and_recovers(deployment, pack
     counts, proc = deployment.run("run after the kill")
     assert counts["changed"] > 0 and counts["failed"] == 0
     assert VERIFIED in proc.stdout, report(proc)
+
+
+def test_without_the_built_image_the_4bit_launch_fails_naming_bitsandbytes(lab_xinference_image, tmp_path):
+    """Why the role builds an image: the lab image as it is (like the published one) cannot load 4-bit."""
+    deployment = Deployment(tmp_path, "")
+    chat = next(model for model in lab_models() if "quantization_config" in model)
+    deployment.variables.update(
+        xinference_image_packages=[],
+        xinference_models=[{**chat, "wait_timeout": 120}],
+        hf_models_list=[{"repo_id": "ragstack-lab/tiny-qwen2"}],
+    )
+    try:
+        started = time.monotonic()
+        proc = run_tool(
+            ["ansible-playbook", "-i", "localhost,", str(PLAYBOOK), "-e", json.dumps(deployment.variables)],
+            ANSIBLE_NOCOLOR="1",
+        )
+        assert proc.returncode != 0 and recap(proc)["localhost"]["failed"] == 1, report(proc)
+        assert "bitsandbytes" in proc.stdout, report(proc)
+        assert deployment.built_image() == lab_xinference_image
+        assert time.monotonic() - started < 240
+    finally:
+        deployment.down()
