@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,7 @@ class Deployment:
 
     def __init__(self, workdir, index_url):
         self.workdir = workdir
-        self.project = "ragstack-test-xinf-%d" % os.getpid()
+        self.project = "ragstack-test-xinf-" + uuid.uuid4().hex[:8]
         self.variables = {
             "ansible_python_interpreter": str(VENV_BIN / "python"),
             "hf_models_endpoint": "http://127.0.0.1:18090",
