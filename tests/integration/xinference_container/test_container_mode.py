@@ -15,6 +15,7 @@ Run it under the shared lock:
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -183,9 +184,12 @@ def test_container_mode_deploys_launches_converges_and_recovers(deployment, pack
     deployment.timings["kill -> healthy"] = time.monotonic() - killed
     assert state["Status"] == "running" and state["Pid"] != before["Pid"]
 
-    # The restarted server lost its models: the role relaunches them and the probes pass again.
+    # A restarted xinference-local has a new supervisor, which knows no model: Xinference's own
+    # worker recovery skips them (core/worker.py _try_recover_models), the role relaunches them.
     counts, proc = deployment.run("run after the kill")
-    assert counts["changed"] > 0 and counts["failed"] == 0
+    assert counts["failed"] == 0 and "lab-chat" in "".join(re.findall(r"^changed: .*$", proc.stdout, re.M)), report(
+        proc
+    )
     assert VERIFIED in proc.stdout, report(proc)
 
 
