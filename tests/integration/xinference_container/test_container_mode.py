@@ -214,3 +214,58 @@ def test_without_the_built_image_the_4bit_launch_fails_naming_bitsandbytes(lab_x
         assert time.monotonic() - started < 240
     finally:
         deployment.down()
+
+
+def test_cluster_in_the_host_network(lab_xinference_image, package_index, tmp_path):
+    """Supervisor and worker as on two GPU hosts: two compose projects in the host's network (here one
+    machine, so one engine and distinct ports); the worker runs the models the supervisor launches."""
+    deployment = Deployment(tmp_path, package_index.url)
+    worker = {
+        "xinference_project_name": deployment.project + "-worker",
+        "xinference_project_dir": str(tmp_path / "worker-project"),
+        "xinference_home_dir": str(tmp_path / "worker-home"),
+        # Same machine, same folder: the supervisor's host downloads the models once.
+        "hf_models_list": [],
+    }
+    cluster_vars = {
+        **deployment.variables,
+        "ansible_connection": "local",
+        "ansible_host": "127.0.0.1",
+        "xinference_node_address": "127.0.0.1",
+        "xinference_supervisor_port": free_port(),
+        "xinference_worker_port": free_port(),
+    }
+    inventory = tmp_path / "cluster.yml"
+    inventory.write_text(
+        yaml.safe_dump(
+            {
+                "all": {
+                    "vars": cluster_vars,
+                    "children": {
+                        "xinference_supervisor": {"hosts": {"supervisor": None}},
+                        "xinference_workers": {"hosts": {"worker": worker}},
+                    },
+                }
+            }
+        )
+    )
+    built = []
+    try:
+        for name in ("cluster deploy", "cluster second run"):
+            started = time.monotonic()
+            proc = run_tool(["ansible-playbook", "-i", str(inventory), str(PLAYBOOK)], ANSIBLE_NOCOLOR="1")
+            deployment.timings[name] = time.monotonic() - started
+            assert proc.returncode == 0, report(proc)
+            assert VERIFIED in proc.stdout, report(proc)
+            built = docker("compose", "-p", deployment.project, "images", "-q").stdout.split()
+        assert {host: counts["changed"] for host, counts in recap(proc).items()} == {"supervisor": 0, "worker": 0}
+        for project in (deployment.project, worker["xinference_project_name"]):
+            container = docker("compose", "-p", project, "ps", "-q").stdout.strip()
+            network = docker("inspect", "--format", "{{.HostConfig.NetworkMode}}", container).stdout.strip()
+            assert network == "host", (project, network)
+    finally:
+        deployment.down()
+        docker("compose", "-p", worker["xinference_project_name"], "down", "--remove-orphans", "--timeout", "5")
+        for image in built:
+            docker("image", "rm", image, check=False)
+        print("cluster timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in deployment.timings.items()))
