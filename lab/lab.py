@@ -10,6 +10,10 @@ this machine's loopback: the lab mirror (lab/mirror.py) and each other's Xinfere
 run the real Xinference from .cache/xinference-venv, mounted read-only at /opt/xinference-venv
 together with the Python it was built with (mounted at its own path, which the venv points to).
 
+The same venv, less bitsandbytes, is also copied into the image ragstack-lab/xinference:4.1.0-cpu
+(lab/images.yml), which the role's container mode deploys as it would the published image: Debian's
+python3 of the same minor version runs it there.
+
     lab.py up       install what is missing, start dockerd, build stale images, start lab hosts and the mirror
     lab.py down     remove the lab host containers and the lab's RAGFlow project, stop the mirror (images stay cached)
     lab.py status   print what is running
@@ -200,23 +204,40 @@ def copy_venv(root: Path, venv: dict) -> None:
     for name in venv.get("exclude", []):
         module = name.replace("-", "_")
         excludes += [f"{site_packages}/{module}", f"{site_packages}/{module}-*.dist-info"]
-    must(["rsync", "-a", *[f"--exclude={pattern}" for pattern in excludes], f"{XINFERENCE_VENV}/", f"{target}/"])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Hard links to the venv's files where the file systems allow (no 2 GB copy); a file changed below
+    # is replaced, never written through its link.
+    source = XINFERENCE_VENV.resolve()
+    must(
+        [
+            "rsync",
+            "-a",
+            f"--link-dest={source}",
+            *[f"--exclude={pattern}" for pattern in excludes],
+            f"{source}/",
+            f"{target}/",
+        ]
+    )
     left = [pattern for pattern in excludes if list(target.glob(pattern.lstrip("/")))]
     if left:
         raise LabError(f"excluded from the image but still there: {left}")
     for link in ("python", "python3", f"python{minor}"):
         (target / "bin" / link).unlink(missing_ok=True)
         (target / "bin" / link).symlink_to(python)
+    (target / "pyvenv.cfg").unlink()
     (target / "pyvenv.cfg").write_text(
         f"home = /usr/bin\ninclude-system-site-packages = false\nversion = {version}\nexecutable = {python}\n"
     )
-    old, new = str(XINFERENCE_VENV.resolve()).encode(), venv["path"].encode()
+    old, new = str(source).encode(), venv["path"].encode()
     for script in (target / "bin").iterdir():
         if script.is_symlink() or not script.is_file():
             continue
         content = script.read_bytes()
         if old in content[:4096]:
+            mode = script.stat().st_mode
+            script.unlink()
             script.write_bytes(content.replace(old, new))
+            script.chmod(mode)
 
 
 def build_image(image: str, recipe: dict, digest: str) -> None:

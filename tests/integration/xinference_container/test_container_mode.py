@@ -15,9 +15,11 @@ Run it under the shared lock:
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -60,7 +62,7 @@ class Deployment:
 
     def __init__(self, workdir, index_url):
         self.workdir = workdir
-        self.project = "ragstack-test-xinf-%d" % os.getpid()
+        self.project = "ragstack-test-xinf-" + uuid.uuid4().hex[:8]
         self.variables = {
             "ansible_python_interpreter": str(VENV_BIN / "python"),
             "hf_models_endpoint": "http://127.0.0.1:18090",
@@ -182,7 +184,88 @@ def test_container_mode_deploys_launches_converges_and_recovers(deployment, pack
     deployment.timings["kill -> healthy"] = time.monotonic() - killed
     assert state["Status"] == "running" and state["Pid"] != before["Pid"]
 
-    # The restarted server lost its models: the role relaunches them and the probes pass again.
+    # A restarted xinference-local has a new supervisor, which knows no model: Xinference's own
+    # worker recovery skips them (core/worker.py _try_recover_models), the role relaunches them.
     counts, proc = deployment.run("run after the kill")
-    assert counts["changed"] > 0 and counts["failed"] == 0
+    assert counts["failed"] == 0 and "lab-chat" in "".join(re.findall(r"^changed: .*$", proc.stdout, re.M)), report(
+        proc
+    )
     assert VERIFIED in proc.stdout, report(proc)
+
+
+def test_without_the_built_image_the_4bit_launch_fails_naming_bitsandbytes(lab_xinference_image, tmp_path):
+    """Why the role builds an image: the lab image as it is (like the published one) cannot load 4-bit."""
+    deployment = Deployment(tmp_path, "")
+    chat = next(model for model in lab_models() if "quantization_config" in model)
+    deployment.variables.update(
+        xinference_image_packages=[],
+        xinference_models=[{**chat, "wait_timeout": 120}],
+        hf_models_list=[{"repo_id": "ragstack-lab/tiny-qwen2"}],
+    )
+    try:
+        started = time.monotonic()
+        proc = run_tool(
+            ["ansible-playbook", "-i", "localhost,", str(PLAYBOOK), "-e", json.dumps(deployment.variables)],
+            ANSIBLE_NOCOLOR="1",
+        )
+        assert proc.returncode != 0 and recap(proc)["localhost"]["failed"] == 1, report(proc)
+        assert "bitsandbytes" in proc.stdout, report(proc)
+        assert deployment.built_image() == lab_xinference_image
+        assert time.monotonic() - started < 240
+    finally:
+        deployment.down()
+
+
+def test_cluster_in_the_host_network(lab_xinference_image, package_index, tmp_path):
+    """Supervisor and worker as on two GPU hosts: two compose projects in the host's network (here one
+    machine, so one engine and distinct ports); the worker runs the models the supervisor launches."""
+    deployment = Deployment(tmp_path, package_index.url)
+    worker = {
+        "xinference_project_name": deployment.project + "-worker",
+        "xinference_project_dir": str(tmp_path / "worker-project"),
+        "xinference_home_dir": str(tmp_path / "worker-home"),
+        # Same machine, same folder: the supervisor's host downloads the models once.
+        "hf_models_list": [],
+    }
+    cluster_vars = {
+        **deployment.variables,
+        "ansible_connection": "local",
+        "ansible_host": "127.0.0.1",
+        "xinference_node_address": "127.0.0.1",
+        "xinference_supervisor_port": free_port(),
+        "xinference_worker_port": free_port(),
+    }
+    inventory = tmp_path / "cluster.yml"
+    inventory.write_text(
+        yaml.safe_dump(
+            {
+                "all": {
+                    "vars": cluster_vars,
+                    "children": {
+                        "xinference_supervisor": {"hosts": {"supervisor": None}},
+                        "xinference_workers": {"hosts": {"worker": worker}},
+                    },
+                }
+            }
+        )
+    )
+    built = []
+    try:
+        for name in ("cluster deploy", "cluster second run"):
+            started = time.monotonic()
+            proc = run_tool(["ansible-playbook", "-i", str(inventory), str(PLAYBOOK)], ANSIBLE_NOCOLOR="1")
+            deployment.timings[name] = time.monotonic() - started
+            assert proc.returncode == 0, report(proc)
+            assert VERIFIED in proc.stdout, report(proc)
+            built = docker("compose", "-p", deployment.project, "images", "-q").stdout.split()
+        assert {host: counts["changed"] for host, counts in recap(proc).items()} == {"supervisor": 0, "worker": 0}
+        for project in (deployment.project, worker["xinference_project_name"]):
+            container = docker("compose", "-p", project, "ps", "-q").stdout.strip()
+            network = docker("inspect", "--format", "{{.HostConfig.NetworkMode}}", container).stdout.strip()
+            assert network == "host", (project, network)
+    finally:
+        deployment.down()
+        docker("compose", "-p", worker["xinference_project_name"], "down", "--remove-orphans", "--timeout", "5")
+        for image in built:
+            docker("image", "rm", image, check=False)
+        print("cluster timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in deployment.timings.items()))
