@@ -16,6 +16,7 @@ Run it under the shared lock:
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import time
@@ -85,8 +86,12 @@ class Deployment:
             "xinference_bind_address": "127.0.0.1",
             "xinference_gpus": False,
             "xinference_shm_size": "1g",
-            "xinference_auth_advanced": False,
-            "xinference_extra_env": {"XINFERENCE_ENABLE_VIRTUAL_ENV": "0", "HF_HUB_OFFLINE": "1"},
+            # Advanced auth on, as Xinference 4.x ships: the role sets the server up and hands on the key.
+            "xinference_admin_password": secrets.token_urlsafe(16),
+            # The loopback index serves bitsandbytes only, so no model virtualenv is built (the documented
+            # setting for a network without a full package index).
+            "xinference_model_virtualenv": False,
+            "xinference_extra_env": {"HF_HUB_OFFLINE": "1"},
             "xinference_start_timeout": 180,
             "xinference_model_wait_timeout": 300,
             "xinference_models": lab_models(),
