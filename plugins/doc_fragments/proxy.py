@@ -1,6 +1,7 @@
 # Copyright: contributors to llmops.ragstack
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The use_proxy option and its result, shared by every module that makes HTTP requests."""
+"""The use_proxy option, shared by every module that makes HTTP requests (Ansible merges doc fragments
+into DOCUMENTATION only: each module documents proxy_variables_ignored in its RETURN)."""
 
 from __future__ import annotations
 
@@ -22,11 +23,3 @@ options:
     default: false
 """
 
-    RETURN = r"""
-proxy_variables_ignored:
-  description: Proxy variables set in the module's environment that it did not use (O(use_proxy=false)).
-  returned: always
-  type: list
-  elements: str
-  sample: [https_proxy, ALL_PROXY]
-"""

@@ -30,3 +30,26 @@ RAGFLOW_TABLES = (
     " tenant_id VARCHAR(32) NOT NULL, token VARCHAR(255) NOT NULL, dialog_id VARCHAR(32) NULL,"
     " source VARCHAR(16) NULL, beta VARCHAR(255) NULL, %s, PRIMARY KEY (tenant_id, token))" % TIMESTAMPS,
 )
+
+
+def insert_never_logged_in_user(cursor, user_id, email, member_of=()):
+    """A user as RAGFlow's admin server creates one: no access_token (never logged in), owner of the
+    tenant with its own id; also a normal member of each tenant id in `member_of`, listed first (the
+    order RAGFlow's token deletion reads, tenants[0])."""
+    cursor.execute(
+        "INSERT INTO `user` (id, nickname, email, is_authenticated, is_active, is_anonymous)"
+        " VALUES (%s, 'admin', %s, '1', '1', '0')",
+        (user_id, email),
+    )
+    for tenant_id in (user_id, *member_of):
+        cursor.execute(
+            "INSERT INTO tenant (id, llm_id, embd_id, asr_id, img2txt_id, rerank_id, parser_ids)"
+            " VALUES (%s, '', '', '', '', '', '')",
+            (tenant_id,),
+        )
+    memberships = [(tenant_id, "normal") for tenant_id in member_of] + [(user_id, "owner")]
+    for number, (tenant_id, role) in enumerate(memberships):
+        cursor.execute(
+            "INSERT INTO user_tenant (id, user_id, tenant_id, role, invited_by) VALUES (%s, %s, %s, %s, %s)",
+            ("%032x" % (number + 1), user_id, tenant_id, role, user_id),
+        )

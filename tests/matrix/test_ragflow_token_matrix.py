@@ -6,6 +6,7 @@ import pytest
 
 from testkit.mariadb import DB_PASSWORD, DB_USER, MariaDB, find_programs
 from testkit.ragflow.matrix import EMAIL, PASSWORD, judge, run_row, target
+from testkit.ragflow.ragflow_schema import insert_never_logged_in_user
 
 pytestmark = pytest.mark.integration
 
@@ -163,15 +164,7 @@ def test_ragflow_token_db_bad_input(tmp_path, mariadb, row):
     _name, overrides, failed, changed, pattern = row
     mariadb.create_database(DATABASE)
     with mariadb.root(DATABASE) as connection, connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO `user` (id, nickname, email, is_authenticated, is_active, is_anonymous)"
-            " VALUES (%s, 'admin', %s, '1', '1', '0')",
-            (USER_ID, EMAIL),
-        )
-        cursor.execute(
-            "INSERT INTO user_tenant (id, user_id, tenant_id, role, invited_by) VALUES (%s, %s, %s, 'owner', %s)",
-            ("c3" * 16, USER_ID, USER_ID, USER_ID),
-        )
+        insert_never_logged_in_user(cursor, USER_ID, EMAIL)
 
     class Port:
         port = mariadb.port

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from testkit.mariadb import DB_PASSWORD, DB_USER
-from testkit.ragflow.ragflow_schema import RAGFLOW_TABLES
+from testkit.ragflow.ragflow_schema import RAGFLOW_TABLES, insert_never_logged_in_user
 from testkit.support import free_port
 
 pytestmark = pytest.mark.integration
@@ -28,21 +28,7 @@ def ragflow_db(mariadb):
     access_token (never logged in); the user owns a tenant and is a member of another, listed first."""
     mariadb.create_database(DATABASE)
     with mariadb.root(DATABASE) as connection, connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO `user` (id, nickname, email, is_authenticated, is_active, is_anonymous)"
-            " VALUES (%s, 'admin', %s, '1', '1', '0')",
-            (USER_ID, EMAIL),
-        )
-        cursor.execute(
-            "INSERT INTO tenant (id, llm_id, embd_id, asr_id, img2txt_id, rerank_id, parser_ids)"
-            " VALUES (%s, '', '', '', '', '', ''), (%s, '', '', '', '', '', '')",
-            (TENANT_ID, "d4" * 16),
-        )
-        cursor.execute(
-            "INSERT INTO user_tenant (id, user_id, tenant_id, role, invited_by) VALUES"
-            " (%s, %s, %s, 'normal', %s), (%s, %s, %s, 'owner', %s)",
-            ("c3" * 16, USER_ID, "d4" * 16, USER_ID, "e5" * 16, USER_ID, TENANT_ID, USER_ID),
-        )
+        insert_never_logged_in_user(cursor, USER_ID, EMAIL, member_of=["d4" * 16])
     return mariadb
 
 
