@@ -22,4 +22,3 @@ options:
     type: bool
     default: false
 """
-
