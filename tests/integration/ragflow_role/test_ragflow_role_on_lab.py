@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import base64
 import json
-import resource
 import secrets
 import shutil
 import subprocess
 import urllib.request
 
 import pytest
+import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -36,6 +36,22 @@ MODELS = [
 ]
 GIB = 1024**3
 MIB = 1024**2
+# The lab's RAGFlow host: its compose override (the stand-ins of lab/stand_ins) is defined there once.
+LAB_RAGFLOW_HOST_VARS = REPO / "inventories" / "lab" / "host_vars" / "ragstack-lab-ragflow.yml"
+
+
+def lab_compose_override(private_pem, serving):
+    """The lab inventory's compose override of RAGFlow's services, with this test's login key and the
+    models its RAGFlow stand-in finds served."""
+    host_vars = yaml.safe_load(LAB_RAGFLOW_HOST_VARS.read_text().replace("{{ lab_checkout }}", str(REPO)))
+    override = host_vars["ragflow_compose_override"]
+    ragflow = override["services"]["ragflow-cpu"]
+    key_mount = ":/ragflow/conf/private.pem:ro"
+    ragflow["volumes"] = [
+        "%s%s" % (private_pem, key_mount) if volume.endswith(key_mount) else volume for volume in ragflow["volumes"]
+    ]
+    ragflow["environment"]["RAGFLOW_STAND_IN_SERVING"] = serving
+    return override
 
 
 class LabProject:
@@ -57,9 +73,6 @@ class LabProject:
         self.elastic_password = secrets.token_urlsafe(12)
         self.admin_password = secrets.token_urlsafe(12)
         self.ports = {name: free_port() for name in ("api", "es", "web_http")}
-        stand_ins = "%s:/stand_ins:ro" % (REPO / "lab" / "stand_ins")
-        memlock = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
-        fast_health = {"interval": "1s", "retries": 60}
         self.variables = {
             "ansible_connection": "local",
             "ansible_python_interpreter": str(REPO / ".venv" / "bin" / "python"),
@@ -97,39 +110,9 @@ class LabProject:
             "ragflow_xinference_url": XINFERENCE,
             "ragflow_xinference_models": MODELS,
             "ragflow_healthz_timeout": 60,
-            "ragflow_compose_override": {
-                "services": {
-                    "es01": {
-                        "command": ["python3", "/stand_ins/search_and_storage.py", "es01"],
-                        "volumes": [stand_ins],
-                        "healthcheck": fast_health,
-                        # Upstream's unlimited memlock exceeds what this unprivileged engine may grant.
-                        "ulimits": {"memlock": {"soft": memlock, "hard": memlock}},
-                    },
-                    "minio": {
-                        "command": ["python3", "/stand_ins/search_and_storage.py", "minio"],
-                        "volumes": [stand_ins],
-                        "healthcheck": fast_health,
-                    },
-                    "mysql": {
-                        "command": ["sh", "/stand_ins/mariadb_entrypoint.sh"],
-                        "volumes": [stand_ins],
-                        "healthcheck": fast_health,
-                    },
-                    "redis": {"healthcheck": fast_health},
-                    "ragflow-cpu": {
-                        "command": ["python3", "/stand_ins/ragflow_stand_in.py"],
-                        "volumes": [
-                            stand_ins,
-                            "%s:/opt/double/ragflow_double:ro" % (REPO / "testkit" / "ragflow"),
-                            "%s:/ragflow/conf/private.pem:ro" % private_pem,
-                        ],
-                        "environment": {
-                            "RAGFLOW_STAND_IN_SERVING": "%s=%s" % (XINFERENCE, ",".join(m["name"] for m in MODELS)),
-                        },
-                    },
-                }
-            },
+            "ragflow_compose_override": lab_compose_override(
+                private_pem, "%s=%s" % (XINFERENCE, ",".join(model["name"] for model in MODELS))
+            ),
         }
 
     def play(self, *extra_args, **overrides):
