@@ -17,6 +17,7 @@ add_llm takes one model at a time, so its test call is already per model.
 from __future__ import annotations
 
 import ipaddress
+from collections import namedtuple
 from urllib.parse import urlsplit
 
 from ansible_collections.llmops.ragstack.plugins.module_utils.ragflow import RagflowError
@@ -27,6 +28,8 @@ V024_DEFAULT_FIELDS = {"chat": "llm_id", "embedding": "embd_id", "rerank": "rera
 # set_tenant_info refuses a request without these; the ones the module does not manage are sent back unchanged.
 V024_REQUIRED_TENANT_FIELDS = ("asr_id", "embd_id", "img2txt_id", "llm_id")
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
+# One write the plan holds: what it does in words (the result's `changes`, the diff), and the request.
+Step = namedtuple("Step", "description action method path body")
 
 
 def check_provider_url(provider_url):
@@ -64,7 +67,8 @@ def wanted_defaults(models):
 
 
 class Registration:
-    """Brings one tenant's Xinference models and defaults to the wanted state, or predicts it in check mode."""
+    """One tenant's Xinference models and defaults: the plan of writes that brings them to the wanted
+    state (every read, no write), then its application; check mode stops after the plan."""
 
     def __init__(self, api, *, provider_url, api_key, instance_name, models, set_defaults, check_mode):
         self.api = api
@@ -74,18 +78,6 @@ class Registration:
         self.models = models
         self.defaults = wanted_defaults(models) if set_defaults else {}
         self.check_mode = check_mode
-        self.changes = []
-
-    def change(self, description, action, method, path, body=None):
-        if not self.check_mode:
-            try:
-                self.api.call(action, method, path, body)
-            except RagflowError as exc:
-                raise RagflowError("%s%s" % (exc, self.done_before()), changed=bool(self.changes)) from exc
-        self.changes.append(description)
-
-    def done_before(self):
-        return " (done before: %s)" % "; ".join(self.changes) if self.changes else ""
 
     def verify_models(self, connection_path):
         """Test-call each model on its own through RAGFlow, so that one that does not answer is named."""
@@ -103,17 +95,28 @@ class Registration:
                 % (len(failures), len(self.models), self.provider_url, "; ".join(failures))
             )
 
+    def plan(self):
+        """The writes that bring the tenant to the wanted state, in order; none when it is there."""
+        return self.plan_v027() if self.api.generation == "v0.27" else self.plan_v024()
+
+    def apply(self, steps):
+        """Send each write in order; a failure says which were done before it (and changed=true then)."""
+        done = []
+        for step in steps:
+            try:
+                self.api.call(step.action, step.method, step.path, step.body)
+            except RagflowError as exc:
+                if not done:
+                    raise
+                raise RagflowError("%s (done before: %s)" % (exc, "; ".join(done)), changed=True) from exc
+            done.append(step.description)
+
     def ensure(self):
-        try:
-            if self.api.generation == "v0.27":
-                self.ensure_v027()
-            else:
-                self.ensure_v024()
-        except RagflowError as exc:
-            if exc.changed or self.check_mode or not self.changes:
-                raise
-            raise RagflowError("%s%s" % (exc, self.done_before()), changed=True) from exc
-        return {"changed": bool(self.changes), "changes": self.changes, "defaults": self.defaults}
+        steps = self.plan()
+        if not self.check_mode:
+            self.apply(steps)
+        changes = [step.description for step in steps]
+        return {"changed": bool(changes), "changes": changes, "defaults": self.defaults}
 
     def model_info(self, models=None):
         return [
@@ -121,7 +124,8 @@ class Registration:
             for model in (self.models if models is None else models)
         ]
 
-    def ensure_v027(self):
+    def plan_v027(self):
+        steps = []
         providers_path = "/api/v1/providers"
         instances_path = "%s/%s/instances" % (providers_path, PROVIDER)
         instance_path = "%s/%s" % (instances_path, self.instance_name)
@@ -138,26 +142,30 @@ class Registration:
             instances = self.api.call("list instances", "GET", instances_path) or []
             instance_names = [row.get("instance_name") for row in instances]
         else:
-            self.change(
-                "add provider %s" % PROVIDER, "add provider", "PUT", providers_path, {"provider_name": PROVIDER}
+            steps.append(
+                Step("add provider %s" % PROVIDER, "add provider", "PUT", providers_path, {"provider_name": PROVIDER})
             )
         if self.instance_name not in instance_names:
-            self.change(
-                "create instance %s of %s at %s with %s"
-                % (self.instance_name, PROVIDER, self.provider_url, self.names()),
-                "create instance",
-                "POST",
-                instances_path,
-                instance,
+            steps.append(
+                Step(
+                    "create instance %s of %s at %s with %s"
+                    % (self.instance_name, PROVIDER, self.provider_url, self.names()),
+                    "create instance",
+                    "POST",
+                    instances_path,
+                    instance,
+                )
             )
         elif self.instance_differs(instance_path):
-            self.change(
-                "update instance %s of %s to %s with %s"
-                % (self.instance_name, PROVIDER, self.provider_url, self.names()),
-                "update instance",
-                "PUT",
-                instance_path,
-                instance,
+            steps.append(
+                Step(
+                    "update instance %s of %s to %s with %s"
+                    % (self.instance_name, PROVIDER, self.provider_url, self.names()),
+                    "update instance",
+                    "PUT",
+                    instance_path,
+                    instance,
+                )
             )
         current = self.api.call("list default models", "GET", "/api/v1/models/default") or {}
         current_defaults = {
@@ -166,18 +174,21 @@ class Registration:
         }
         for model_type, name in sorted(self.defaults.items()):
             if current_defaults.get(model_type) != (PROVIDER, self.instance_name, name):
-                self.change(
-                    "set default %s model to %s" % (model_type, name),
-                    "set default %s model" % model_type,
-                    "PATCH",
-                    "/api/v1/models/default",
-                    {
-                        "model_provider": PROVIDER,
-                        "model_instance": self.instance_name,
-                        "model_name": name,
-                        "model_type": model_type,
-                    },
+                steps.append(
+                    Step(
+                        "set default %s model to %s" % (model_type, name),
+                        "set default %s model" % model_type,
+                        "PATCH",
+                        "/api/v1/models/default",
+                        {
+                            "model_provider": PROVIDER,
+                            "model_instance": self.instance_name,
+                            "model_name": name,
+                            "model_type": model_type,
+                        },
+                    )
                 )
+        return steps
 
     def instance_differs(self, instance_path):
         shown = self.api.call("show instance", "GET", instance_path) or {}
@@ -186,25 +197,28 @@ class Registration:
         want = sorted((model["name"], [model["type"]], model["max_tokens"]) for model in self.models)
         return (shown.get("base_url"), shown.get("api_key") or "", have) != (self.provider_url, self.api_key, want)
 
-    def ensure_v024(self):
+    def plan_v024(self):
+        steps = []
         factories = self.api.call("list models", "GET", "/v1/llm/my_llms?include_details=true") or {}
         registered = {(row.get("name"), row.get("type")): row for row in factories.get(PROVIDER, {}).get("llm", [])}
         for model in self.models:
             row = registered.get((model["name"], model["type"]))
             if row is None or (row.get("api_base"), row.get("max_tokens")) != (self.provider_url, model["max_tokens"]):
-                self.change(
-                    "add %s model %s of %s at %s" % (model["type"], model["name"], PROVIDER, self.provider_url),
-                    "add model %s" % model["name"],
-                    "POST",
-                    "/v1/llm/add_llm",
-                    {
-                        "llm_factory": PROVIDER,
-                        "llm_name": model["name"],
-                        "model_type": model["type"],
-                        "api_base": self.provider_url,
-                        "api_key": self.api_key,
-                        "max_tokens": model["max_tokens"],
-                    },
+                steps.append(
+                    Step(
+                        "add %s model %s of %s at %s" % (model["type"], model["name"], PROVIDER, self.provider_url),
+                        "add model %s" % model["name"],
+                        "POST",
+                        "/v1/llm/add_llm",
+                        {
+                            "llm_factory": PROVIDER,
+                            "llm_name": model["name"],
+                            "model_type": model["type"],
+                            "api_base": self.provider_url,
+                            "api_key": self.api_key,
+                            "max_tokens": model["max_tokens"],
+                        },
+                    )
                 )
         tenant = self.api.call("read tenant", "GET", "/v1/user/tenant_info") or {}
         wanted = {V024_DEFAULT_FIELDS[kind]: "%s@%s" % (name, PROVIDER) for kind, name in self.defaults.items()}
@@ -212,13 +226,16 @@ class Registration:
         if stale:
             body = {field: tenant.get(field) or "" for field in V024_REQUIRED_TENANT_FIELDS}
             body.update(wanted, tenant_id=tenant.get("tenant_id"))
-            self.change(
-                "set tenant defaults %s" % ", ".join("%s=%s" % (field, wanted[field]) for field in stale),
-                "set tenant defaults",
-                "POST",
-                "/v1/user/set_tenant_info",
-                body,
+            steps.append(
+                Step(
+                    "set tenant defaults %s" % ", ".join("%s=%s" % (field, wanted[field]) for field in stale),
+                    "set tenant defaults",
+                    "POST",
+                    "/v1/user/set_tenant_info",
+                    body,
+                )
             )
+        return steps
 
     def names(self):
         return ", ".join("%s (%s)" % (model["name"], model["type"]) for model in self.models)

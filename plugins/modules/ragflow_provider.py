@@ -95,7 +95,8 @@ attributes:
       In check mode nothing is written; the models are still test-called through RAGFlow (v0.27), and
       without O(api_key) the module still logs in, which replaces the user's web UI session.
   diff_mode:
-    support: none
+    support: full
+    details: The diff lists the writes the module makes (or, in check mode, would make), one a line.
   idempotent:
     support: full
 extends_documentation_fragment:
@@ -183,6 +184,8 @@ def register(module):
     )
     result = registration.ensure()
     result["api_generation"] = generation
+    if module._diff:
+        result["diff"] = {"prepared": "".join("%s\n" % change for change in result["changes"])}
     return result
 
 

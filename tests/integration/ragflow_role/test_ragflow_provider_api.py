@@ -233,3 +233,18 @@ def test_an_api_key_is_used_instead_of_a_login(fake_ragflow, run_provider_module
     assert result["changed"] is True
     assert registered(fake_ragflow, tenant) == WANTED
     assert [path for method, path in fake_ragflow.requests if method == "POST" and "login" in path] == []
+
+
+def test_the_plan_is_the_diff_and_check_mode_writes_nothing(fake_ragflow, run_provider_module):
+    fake_ragflow.add_user(EMAIL, PASSWORD)
+    fake_ragflow.serve(XINFERENCE, "qwen2.5-instruct", "bge-m3", "bge-reranker-v2-m3")
+
+    planned = run_provider_module({**provider_args(fake_ragflow), "_ansible_diff": True}, check_mode=True)
+    assert fake_ragflow.writes() == []
+    assert planned["diff"]["prepared"].splitlines() == planned["changes"]
+    assert any(line.startswith("set default") or line.startswith("set tenant defaults") for line in planned["changes"])
+
+    applied = run_provider_module({**provider_args(fake_ragflow), "_ansible_diff": True})
+    assert applied["diff"] == planned["diff"]
+    assert len(fake_ragflow.writes()) == len(applied["changes"])
+    assert run_provider_module({**provider_args(fake_ragflow), "_ansible_diff": True})["diff"] == {"prepared": ""}
