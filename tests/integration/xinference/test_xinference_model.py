@@ -7,12 +7,14 @@ next tests change, restart, terminate and heal, so that the set stays within a f
 """
 
 import time
+from pathlib import Path
 
 import pytest
 import requests
 
+from ansible_collections.llmops.ragstack.plugins.module_utils import gpu
 from testkit.support import free_port
-from testkit.xinference import embedding, run_module, tiny_llm
+from testkit.xinference import embedding, processes_marked, run_module, tiny_llm
 
 pytestmark = pytest.mark.integration
 
@@ -62,6 +64,30 @@ def test_embedding_present_is_launched_once_and_probed(xinference, tiny_models):
         timeout=30,
     )
     assert len(answer.json()["data"][0]["embedding"]) == 384
+
+
+def test_the_model_process_title_is_parsed_into_uid_and_replica(xinference, tiny_models):
+    """Xinference 4.1 titles a model's process `Model: <uid>-rep<N>` (setproctitle in core/model.py),
+    which overwrites the process's argv and environment: the process is found as a child of the
+    cluster's worker, and gpu.py reads its real /proc entry as gpu_facts does for a GPU process."""
+    workers = set(processes_marked(xinference.session))
+    children = [
+        int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit() and parent_of(entry) in workers
+    ]
+    described = [gpu.describe_process(pid) for pid in children]
+    # Earlier tests of the session may have left other models running.
+    titled = [entry for entry in described if (entry["cmdline"] or "").startswith("Model: minilm")]
+    assert [(entry["cmdline"], entry["model_uid"], entry["model_replica"]) for entry in titled] == [
+        ("Model: minilm-rep0", "minilm", 0)
+    ], described
+
+
+def parent_of(proc_entry):
+    try:
+        # /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces and parentheses.
+        return int((proc_entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def test_llm_launches_in_bnb_4bit_through_transformers(xinference, tiny_models):
