@@ -76,6 +76,8 @@ class Deployment:
             "hf_models_poll_interval": 2,
             "xinference_deploy": "container",
             "xinference_image": IMAGE,
+            # The lab's image is a CPU build, as upstream's -cpu tags are: it is the image for xinference_gpus false.
+            "xinference_cpu_image": IMAGE,
             "xinference_image_packages": [BITSANDBYTES],
             "xinference_pip_index_url": index_url,
             "xinference_project_name": self.project,
