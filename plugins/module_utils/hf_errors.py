@@ -92,11 +92,11 @@ def describe_http_error(response, repo_label, revision, token_given):
         )
     elif status == 404 and not code:
         # The Hub names every missing repo, revision or file in X-Error-Code: a bare 404 is a wrong path.
+        server = repo_label.rsplit(" on ", 1)[-1]
         problem = (
             "%s answered HTTP 404 for %s%s with no Hub error code: check that endpoint is the base URL of a "
-            "Hugging Face mirror (no path), then repo_id and repo_type" % (repo_label.rsplit(" on ", 1)[-1],
-            response.url.split("?")[0], detail)
-        )  # fmt: skip
+            "Hugging Face mirror (no path), then repo_id and repo_type" % (server, response.url.split("?")[0], detail)
+        )
     elif status == 404:
         problem = "%s not found (HTTP 404)%s: check repo_id, repo_type and revision" % (repo_label, detail)
     else:

@@ -116,6 +116,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+proxy_variables_ignored:
+  description: Proxy variables set in the module's environment that it did not use (O(use_proxy=false)).
+  returned: always
+  type: list
+  elements: str
+  sample: [https_proxy]
 auth_enabled:
   description: Whether the server runs with advanced authentication.
   returned: always
@@ -169,7 +175,8 @@ def main():
             setup_token=dict(type="str", no_log=True),
             auth_db=dict(type="path"),
             api_key_name=dict(type="str", no_log=False),
-            api_key_description=dict(type="str", default="Inference clients, managed by llmops.ragstack"),
+            # A label shown beside the key in Xinference, not the key.
+            api_key_description=dict(type="str", default="Inference clients, managed by llmops.ragstack", no_log=False),
             timeout=dict(type="int", default=30),
             use_proxy=dict(type="bool", default=False),
         ),

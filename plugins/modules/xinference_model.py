@@ -189,7 +189,7 @@ notes:
   - >-
     On a server with authentication on (the Xinference 4.x default) this module needs O(username) and
     O(password): an O(api_key) is refused the C(models:write) scope, and the module says so at once.
-  - RV(changed) is V(true) whenever the module terminated or launched anything, also when it then failed.
+  - C(changed) is V(true) whenever the module terminated or launched anything, also when it then failed.
 seealso:
   - name: Xinference RESTful API
     description: The endpoints this module calls.

@@ -135,10 +135,13 @@ def test_kill_9_mid_file_resumes_from_disk_with_a_fresh_signed_url(cdn_repo, run
     served_before_kill = hub.bytes_served[BIG_FILE]
     time.sleep(1.0)
     hub.throttle_bytes_per_s = None
+    resolves_before = len(resolves_of(hub, BIG_FILE))
     result = run_module(args)
     assert result["changed"] is True, result
     assert (local_dir / BIG_FILE).read_bytes() == files[BIG_FILE]
     refetched = served_before_kill + result["bytes_downloaded"] - BIG_SIZE
     assert result["bytes_downloaded"] < 0.6 * BIG_SIZE
     assert refetched < 0.05 * BIG_SIZE, "re-fetched %d of %d bytes" % (refetched, BIG_SIZE)
-    assert len(resolves_of(hub, BIG_FILE)) == 2
+    # The resumed run resolved once, for a fresh URL (a loaded machine may have made the killed run
+    # resolve again too, when its own URL expired before its first request).
+    assert len(resolves_of(hub, BIG_FILE)) == resolves_before + 1
