@@ -123,13 +123,13 @@ def test_check_mode_on_a_fresh_lab_passes_reports_each_stage_and_deploys_nothing
         ["docker", "compose", "-p", RAGFLOW_PROJECT, "ps", "-a", "-q"], capture_output=True, text=True, check=True
     )
     assert project.stdout.strip() == ""
-    # What needs a running service is reported as not known yet, never as a failure.
-    reports = read_reports(reports_dir)
-    assert sorted(reports) == ALL_HOSTS
-    verdicts_seen = {
-        (host, check["name"]): check["verdict"] for host, entry in reports.items() for check in entry["checks"]
-    }
-    assert [check for check, verdict in verdicts_seen.items() if verdict == "fail"] == []
+    # What needs a running service is reported as not known yet, never as a failure; check mode writes
+    # no report file, and each host's table is printed.
+    assert not reports_dir.exists() or sorted(reports_dir.iterdir()) == []
+    tail = proc.stdout[proc.stdout.rindex("TASK [llmops.ragstack.stack_verify : Print the verification table") :]
+    for host in ALL_HOSTS:
+        assert re.search(r"%s: PASS \(\d+ pass, 0 fail, \d+ skip\)" % re.escape(host), tail), tail[-4000:]
+    assert "check mode, not running yet" in tail
 
 
 @pytest.fixture(scope="module")
