@@ -161,11 +161,15 @@ class RagflowApi:
                 validate_certs=self.validate_certs,
                 use_proxy=self.use_proxy,
             )
-        except ProxyFailed as exc:
-            raise RagflowError(str(exc.reason)) from exc
         except Unreachable as exc:
-            raise RagflowError("RAGFlow is not reachable at %s: %s" % (self.base_url, exc.reason)) from exc
+            raise self._no_answer(exc) from exc
         return status, response_headers, parse_json(raw)
+
+    def _no_answer(self, exc):
+        """The error of a request that got no answer: a proxy's failure names the proxy itself."""
+        if isinstance(exc, ProxyFailed):
+            return RagflowError(str(exc.reason))
+        return RagflowError("RAGFlow is not reachable at %s: %s" % (self.base_url, exc.reason))
 
     def _serves(self, path):
         """Whether the server routes `path` at all: an unrouted path is 404, a GET of a POST-only route 405."""
@@ -258,10 +262,8 @@ class RagflowApi:
                 validate_certs=self.validate_certs,
                 use_proxy=self.use_proxy,
             )
-        except ProxyFailed as exc:
-            raise RagflowError(str(exc.reason)) from exc
         except Unreachable as exc:
-            raise RagflowError("RAGFlow is not reachable at %s: %s" % (self.base_url, exc.reason)) from exc
+            raise self._no_answer(exc) from exc
         return status, parse_json(raw)
 
     def _layout_call(self, action, what, *path_args, body=None):
