@@ -12,6 +12,13 @@ the cluster completes the first-run setup as an operator would: the setup token 
 Xinference logs at start ("Setup token: ..."; api/restful_api.py _log_setup_required_notice), then
 POST /v1/admin/setup creates the admin, POST /token logs it in, and POST /v1/admin/keys creates an
 API key for inference. `credentials()` are the module options of the admin.
+
+A supervisor (or xinference-local) that exits while starting is started again, as the role's
+systemd unit does (Restart=on-failure). Xinference 4.1 starts its supervisor as a child process at
+an address from xoscar.utils.get_next_port (ports 10000-65535) and polls it until it listens
+(deploy/supervisor_host.py SupervisorHost.ready); when that port lies in the kernel's ephemeral
+range, one of the polls can connect to itself (TCP simultaneous open), read back its own request,
+and the server exits with "'SendMessage' object has no attribute 'as_instanceof_cause'".
 """
 
 import os
@@ -31,6 +38,7 @@ from .support import XINFERENCE_VENV, ansible_adhoc, free_port
 BUILD_COMMAND = "python3 lab/xinference/setup_venv.py"
 MARKER = "LLMOPS_XINFERENCE_TEST"
 SERVER_START_TIMEOUT = 120
+SERVER_START_ATTEMPTS = 3
 STOP_GRACE = 15
 ADMIN_USERNAME = "ragstack-admin"
 SETUP_TOKEN_LINE = re.compile(r"Setup token: (\S+)")
@@ -101,17 +109,33 @@ class Cluster:
             **{MARKER: "%s-%s" % (self.session, role)},
         )
 
-    def spawn(self, role, argv):
-        log = self.workdir / ("%s.log" % role)
+    def spawn(self, role, argv, log_name=None):
+        """Start one Xinference command; its process and its log (stdout and stderr)."""
+        log = self.workdir / ("%s.log" % (log_name or role))
         with open(log, "wb") as handle:
-            subprocess.Popen(
+            process = subprocess.Popen(
                 [str(XINFERENCE_VENV / "bin" / argv[0]), *argv[1:]],
                 env=self.env(role),
                 stdout=handle,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        return log
+        return process, log
+
+    def start_server(self, what, role, argv):
+        """Start the API server and wait until /status answers, starting it again if it exits
+        while starting (see the module docstring); the log of the run that came up."""
+        exits = []
+        for attempt in range(1, SERVER_START_ATTEMPTS + 1):
+            process, log = self.spawn(role, argv, log_name="%s-%d" % (role, attempt))
+            self.server_log = log
+            if self.wait_for(what, lambda: self.get("/status").status_code == 200, log, process):
+                return log
+            exits.append(
+                "attempt %d exited with %s; its log %s ends:\n%s"
+                % (attempt, process.returncode, log, log.read_text(errors="replace")[-3000:])
+            )
+        pytest.fail("%s exited while starting, %d times:\n%s" % (what, SERVER_START_ATTEMPTS, "\n".join(exits)))
 
     def auth_headers(self):
         return {"Authorization": "Bearer %s" % self.admin_token} if self.admin_token else {}
@@ -152,19 +176,23 @@ class Cluster:
         assert answer.status_code == 200, answer.text
         return answer.json()["access_token"]
 
-    def wait_for(self, what, ready, log):
+    def wait_for(self, what, ready, log, process=None):
+        """True once ready() is; False if `process` exits first; a test failure at the timeout."""
         deadline = time.monotonic() + SERVER_START_TIMEOUT
         while time.monotonic() < deadline:
             try:
                 if ready():
-                    return
+                    return True
             except OSError:
                 pass
+            if process is not None and process.poll() is not None:
+                return False
             time.sleep(0.5)
         pytest.fail("%s did not come up in %ss; its log:\n%s" % (what, SERVER_START_TIMEOUT, log.read_text()[-5000:]))
 
     def start_supervisor(self):
-        log = self.spawn(
+        self.start_server(
+            "the Xinference supervisor",
             "supervisor",
             [
                 "xinference-supervisor",
@@ -176,16 +204,14 @@ class Cluster:
                 str(self.supervisor_port),
             ],
         )
-        self.server_log = log
-        self.wait_for("the Xinference supervisor", lambda: self.get("/status").status_code == 200, log)
         if self.auth_advanced:
             self.complete_setup()
 
     def start_local(self):
         """Supervisor and worker in one process, as a single-host deployment runs them."""
-        log = self.spawn("local", ["xinference-local", "--host", "127.0.0.1", "--port", str(self.port)])
-        self.server_log = log
-        self.wait_for("xinference-local", lambda: self.get("/status").status_code == 200, log)
+        self.start_server(
+            "xinference-local", "local", ["xinference-local", "--host", "127.0.0.1", "--port", str(self.port)]
+        )
         if self.auth_advanced:
             self.complete_setup()
 
@@ -195,7 +221,7 @@ class Cluster:
     def spawn_worker(self):
         """Start a worker at the fixed worker address, as a restart policy would, without waiting."""
         self.workers_started += 1
-        self.worker_log = self.spawn(
+        _, self.worker_log = self.spawn(
             "worker-%d" % self.workers_started,
             [
                 "xinference-worker",

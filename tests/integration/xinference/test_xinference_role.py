@@ -382,7 +382,7 @@ def test_model_virtualenvs_install_from_the_configured_index(tmp_path, xinferenc
                     server, tiny_models, extra={"virtual_env_packages": ["ragstack-index-probe"]}, wait_timeout=300
                 )
             )
-            log = (tmp_path / "server" / "local.log").read_text(errors="replace")
+            log = server.server_log.read_text(errors="replace")
         finally:
             left = server.stop()
             assert not left, "Xinference processes left after teardown: %s" % left
