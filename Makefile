@@ -40,9 +40,9 @@ xinference-venv:
 run: lab
 	ansible-playbook -i inventories/lab --vault-password-file inventories/lab/vault-password.txt playbooks/site.yml
 
-## test: every test; test-quick: lint and unit tests only (seconds, no servers, no lab)
+## test: every test, in groups on two workers (tests/conftest.py); test-quick: lint and unit tests only
 test: lab xinference-venv
-	pytest
+	pytest -n 2 --no-loadscope-reorder --durations=25
 
 test-quick: setup
 	pytest -m "unit or lint"

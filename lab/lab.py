@@ -16,6 +16,8 @@ python3 of the same minor version runs it there.
 
     lab.py up       install what is missing, start dockerd, build stale images, start lab hosts and the mirror
     lab.py down     remove the lab host containers and the lab's RAGFlow project, stop the mirror (images stay cached)
+    lab.py reset    remove the lab host containers and the lab's RAGFlow project, then `up`: new hosts, while
+                    the mirror keeps serving the tests that run beside the main job's
     lab.py status   print what is running
 """
 
@@ -427,6 +429,15 @@ def up() -> None:
 
 def down() -> None:
     mirror.stop(say)
+    remove_hosts()
+
+
+def reset() -> None:
+    remove_hosts()
+    up()
+
+
+def remove_hosts() -> None:
     if not docker_ready():
         say("no docker engine running: nothing to remove")
         return
@@ -461,10 +472,10 @@ def status() -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("action", choices=["up", "down", "reset", "status"])
     action = parser.parse_args().action
     try:
-        {"up": up, "down": down, "status": status}[action]()
+        {"up": up, "down": down, "reset": reset, "status": status}[action]()
     except LabError as exc:
         say(f"ERROR: {exc}")
         return 1

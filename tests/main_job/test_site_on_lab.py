@@ -1,7 +1,7 @@
 """The README's main job: playbooks/site.yml against the lab inventory, as `make run` runs it.
 
 The tests share the lab and run in file order:
-0. The lab is created anew (its hosts, RAGFlow's project and the mirror), and `site.yml --check` runs
+0. The lab is created anew (its hosts and RAGFlow's project; the mirror keeps serving), and `site.yml --check` runs
    on it first: every stage says what it would change, nothing fails, and nothing is deployed.
 1. A first run, with -vvv, deploys (or converges) the whole stack: three GPU-host containers (the
    real Xinference on CPU as supervisor + two workers, models from the lab's olah mirror) and
@@ -92,10 +92,10 @@ def host_shell(host, command):
 
 @pytest.fixture(scope="module")
 def fresh_lab(lab_image):
-    """The lab created anew: new host containers, no RAGFlow project, the mirror restarted."""
-    for action in ("down", "up"):
-        proc = run_tool([sys.executable, "lab/lab.py", action])
-        assert proc.returncode == 0, report(proc)
+    """The lab created anew: new host containers, no RAGFlow project (the mirror, which other tests
+    may be reading from, keeps serving)."""
+    proc = run_tool([sys.executable, "lab/lab.py", "reset"])
+    assert proc.returncode == 0, report(proc)
     assert set(GPU_HOSTS) <= set(lab_hosts())
 
 

@@ -210,7 +210,6 @@ def test_without_the_built_image_the_4bit_launch_fails_naming_bitsandbytes(lab_x
         hf_models_list=[{"repo_id": "ragstack-lab/tiny-qwen2"}],
     )
     try:
-        started = time.monotonic()
         proc = run_tool(
             ["ansible-playbook", "-i", "localhost,", str(PLAYBOOK), "-e", json.dumps(deployment.variables)],
             ANSIBLE_NOCOLOR="1",
@@ -218,7 +217,6 @@ def test_without_the_built_image_the_4bit_launch_fails_naming_bitsandbytes(lab_x
         assert proc.returncode != 0 and recap(proc)["localhost"]["failed"] == 1, report(proc)
         assert "bitsandbytes" in proc.stdout, report(proc)
         assert deployment.built_image() == lab_xinference_image
-        assert time.monotonic() - started < 240
     finally:
         deployment.down()
 
