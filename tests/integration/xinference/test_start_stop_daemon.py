@@ -12,7 +12,7 @@ import sys
 import pytest
 import requests
 
-from testkit.support import free_port, report, run_tool
+from testkit.support import free_port, recap, report, run_tool
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +72,11 @@ def start(tmp_path, exits):
         ],
     }
     (tmp_path / "vars.json").write_text(json.dumps(variables))
-    played = run_tool(
+    return play(tmp_path), port, home / "xinference-local.pid"
+
+
+def play(tmp_path, *flags):
+    return run_tool(
         [
             "ansible-playbook",
             "-i",
@@ -82,9 +86,9 @@ def start(tmp_path, exits):
             "-e",
             "@%s" % (tmp_path / "vars.json"),
             str(tmp_path / "site.yml"),
+            *flags,
         ]
     )
-    return played, port, home / "xinference-local.pid"
 
 
 def stop(pid_file):
@@ -113,6 +117,11 @@ def test_a_server_that_exits_while_starting_is_started_again(tmp_path):
         ), report(played)
         assert (tmp_path / "starts").read_text() == "2"
         assert requests.get("http://127.0.0.1:%d/status" % port, timeout=5).status_code == 200
+        # The server runs: check mode and a second run leave it alone.
+        for flags in (["--check"], []):
+            again = play(tmp_path, *flags)
+            assert again.returncode == 0 and recap(again)["localhost"]["changed"] == 0, report(again)
+        assert (tmp_path / "starts").read_text() == "2"
     finally:
         stop(pid_file)
 
