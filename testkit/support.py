@@ -2,6 +2,7 @@
 
 import json
 import os
+import random
 import re
 import socket
 import subprocess
@@ -53,9 +54,27 @@ def run_tool(argv, cwd=REPO, **env_overrides):
     return subprocess.run(argv, cwd=cwd, env=tool_env(**env_overrides), capture_output=True, text=True, check=False)
 
 
+def failed_task_messages(stdout):
+    """ "task on host: msg" for each failed result of an ansible-playbook run with the json callback;
+    empty when stdout is not that callback's output."""
+    try:
+        plays = json.loads(stdout)["plays"]
+    except (ValueError, KeyError, TypeError):
+        return []
+    return [
+        "%s on %s: %s" % (task["task"]["name"], host, result.get("msg", ""))
+        for play in plays
+        for task in play["tasks"]
+        for host, result in task["hosts"].items()
+        if result.get("failed")
+    ]
+
+
 def report(proc):
-    """What a failed assertion on a finished command should show."""
-    return f"rc={proc.returncode}\n--- stdout\n{proc.stdout[-20000:]}\n--- stderr\n{proc.stderr[-5000:]}"
+    """What a failed assertion on a finished command should show: the failed tasks' messages first,
+    since a long run's output is cut from the front."""
+    failures = "".join("--- failed: %s\n" % line for line in failed_task_messages(proc.stdout))
+    return f"rc={proc.returncode}\n{failures}--- stdout\n{proc.stdout[-20000:]}\n--- stderr\n{proc.stderr[-5000:]}"
 
 
 def recap(proc):
@@ -69,11 +88,40 @@ def recap(proc):
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 
+# Ports handed out by free_port in this process, so that one run never hands out a port twice.
+_HANDED_OUT_PORTS = set()
+
+
+def _port_pool():
+    """This process's share of the ports below the kernel's ephemeral range.
+
+    A port the kernel may pick for an outgoing connection can be taken between free_port and the
+    moment the test binds it (Docker's published ports are bound only when compose starts the
+    containers); under two busy pytest-xdist workers that happened. Below the ephemeral range only an
+    explicit bind takes a port, and each worker draws from its own slice of it.
+    """
+    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    low = max(1024, ephemeral_low - 12000)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])
+    size = (ephemeral_low - low) // workers
+    return range(low + worker * size, low + (worker + 1) * size)
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A TCP port that nothing listens on now, on any address, and that no outgoing connection takes."""
+    pool = _port_pool()
+    for port in random.sample(pool, len(pool)):
+        if port in _HANDED_OUT_PORTS:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        _HANDED_OUT_PORTS.add(port)
+        return port
+    raise RuntimeError("no free port in %d-%d" % (pool.start, pool.stop - 1))
 
 
 def module_environment(extra=None):

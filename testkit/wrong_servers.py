@@ -9,6 +9,8 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from .support import free_port
+
 HTML_PAGE = b"<!DOCTYPE html><html><head><title>Dashboard</title></head><body><h1>It works</h1></body></html>"
 
 
@@ -102,17 +104,10 @@ def foreign_tcp_service():
     return _listener(_greet_and_hold)
 
 
-def closed_port():
-    """A loopback port nothing listens on (bound once, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 DEAD_PROXY_ENV_NAMES = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
 
 
 def dead_proxy_environment():
     """Proxy variables an operator left behind, all pointing at a closed loopback port."""
-    url = "http://127.0.0.1:%d" % closed_port()
+    url = "http://127.0.0.1:%d" % free_port()
     return {name: url for name in DEAD_PROXY_ENV_NAMES}

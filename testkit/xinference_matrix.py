@@ -13,8 +13,8 @@ import json
 import subprocess
 import time
 
-from .support import ModuleRunner, module_environment
-from .wrong_servers import closed_port, dead_proxy_environment, html_everywhere, silent_listener
+from .support import ModuleRunner, free_port, module_environment
+from .wrong_servers import dead_proxy_environment, html_everywhere, silent_listener
 from .xinference import Cluster
 
 Row = collections.namedtuple("Row", "server environment options failed changed message")
@@ -32,7 +32,7 @@ def endpoint_of(server, xinference_factory):
         with silent_listener() as port:
             yield "http://127.0.0.1:%d" % port
     elif server == "closed":
-        yield "http://127.0.0.1:%d" % closed_port()
+        yield "http://127.0.0.1:%d" % free_port()
     else:
         yield xinference_factory().endpoint
 

@@ -9,9 +9,8 @@ import time
 from dataclasses import dataclass, field
 
 from testkit.ragflow.fake_ragflow_datasets import FakeRagflowDatasets
-from testkit.support import ModuleRunner
+from testkit.support import ModuleRunner, free_port
 from testkit.wrong_servers import (
-    closed_port,
     dead_proxy_environment,
     foreign_tcp_service,
     html_everywhere,
@@ -59,7 +58,7 @@ def target(kind):
         with silent_listener() if kind == "silent" else foreign_tcp_service() as port:
             yield Target("http://127.0.0.1:%d" % port, port)
     elif kind == "closed":
-        port = closed_port()
+        port = free_port()
         yield Target("http://127.0.0.1:%d" % port, port)
     else:
         raise ValueError(kind)

@@ -25,8 +25,8 @@ import pytest
 from testkit.hf_mirror.fake_hub import FakeHub
 from testkit.hf_mirror.olah import OlahMirror
 from testkit.hf_mirror.repos import fixture_files
-from testkit.support import ModuleRunner, module_environment
-from testkit.wrong_servers import closed_port, dead_proxy_environment, html_everywhere, silent_listener
+from testkit.support import ModuleRunner, free_port, module_environment
+from testkit.wrong_servers import dead_proxy_environment, html_everywhere, silent_listener
 
 pytestmark = pytest.mark.integration
 
@@ -126,7 +126,7 @@ def servers(tmp_path_factory):
             "cdn": cdn.url,
             "html": stack.enter_context(html_everywhere()),
             "silent": "http://127.0.0.1:%d" % stack.enter_context(silent_listener()),
-            "closed": "http://127.0.0.1:%d" % closed_port(),
+            "closed": "http://127.0.0.1:%d" % free_port(),
             "doubles": {"hub": hub, "cdn": cdn},
         }
 

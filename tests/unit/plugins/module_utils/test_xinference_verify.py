@@ -6,7 +6,6 @@ with SIGKILL for the dead-worker texts); the chat stream is sse_starlette's fram
 """
 
 import json
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,7 +29,7 @@ from ansible_collections.llmops.ragstack.plugins.module_utils.xinference_probe i
     sse_data,
 )
 from ansible_collections.llmops.ragstack.plugins.module_utils.xinference_verify import diagnose, verify
-from testkit.support import ModuleRunner
+from testkit.support import ModuleRunner, free_port
 
 pytestmark = pytest.mark.unit
 
@@ -782,9 +781,7 @@ def test_a_silent_stream_is_cut_by_the_read_timeout_and_fails_the_ttft_bound(slo
 
 
 def test_a_refused_port_is_no_answer():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     result = verify(XinferenceApi("http://127.0.0.1:%d" % port, timeout=5), [{"model_uid": "a"}], 10)
 
     assert result["checks"][0]["value"] == "not reachable"
@@ -811,9 +808,7 @@ def test_module_fails_on_bad_input_only(tmp_path, args, message):
 
 
 def test_module_reports_an_unreachable_gateway_without_failing(tmp_path):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     args = {"endpoint": "http://127.0.0.1:%d" % port, "api_key": "sk-secret-key", "models": [{"model_uid": "a"}]}
 
     result = ModuleRunner("xinference_verify", tmp_path)(args, check_mode=True)
