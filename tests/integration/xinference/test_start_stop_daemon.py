@@ -1,9 +1,10 @@
 """tasks/start_stop_daemon.yml on a host without systemd, with real start-stop-daemon: a server that
-exits while starting is started again (files/start_server.py says why Xinference 4.1 can), and one
-that keeps exiting fails the task with the end of its log.
+exits while starting is started again (files/start_server.py says why Xinference 4.1 can), one that
+keeps exiting fails the task with the end of its log, and one that runs but never answers fails once
+xinference_start_timeout is over, without a second start.
 
 The server here is a stand-in, a small HTTP server that exits on its first starts as Xinference does
-in that case; it answers /status once it stays up."""
+in that case; once it stays up, /status answers with the status code it is given."""
 
 import json
 import subprocess
@@ -31,7 +32,7 @@ if count < int(sys.argv[3]):
 
 class Status(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        self.send_response(200 if self.path == "/status" else 404)
+        self.send_response(int(sys.argv[4]) if self.path == "/status" else 404)
         self.end_headers()
 
 http.server.HTTPServer(("127.0.0.1", int(sys.argv[2])), Status).serve_forever()
@@ -51,7 +52,7 @@ PLAYBOOK = """
 """
 
 
-def start(tmp_path, exits):
+def start(tmp_path, exits, status=200, timeout=60):
     port = free_port()
     home = tmp_path / "home"
     home.mkdir()
@@ -62,13 +63,14 @@ def start(tmp_path, exits):
         "xinference_home_dir": str(home),
         "xinference_bind_address": "127.0.0.1",
         "xinference_port": port,
-        "xinference_start_timeout": 60,
+        "xinference_start_timeout": timeout,
         "xinference_process_argv": [
             sys.executable,
             str(tmp_path / "stand_in.py"),
             str(tmp_path / "starts"),
             str(port),
             str(exits),
+            str(status),
         ],
     }
     (tmp_path / "vars.json").write_text(json.dumps(variables))
@@ -133,3 +135,12 @@ def test_a_server_that_keeps_exiting_fails_with_the_end_of_its_log(tmp_path):
     assert (tmp_path / "starts").read_text() == "3"
     assert "the server exited while starting" in played.stdout, report(played)
     assert EXIT_LINE in played.stdout, report(played)
+
+
+def test_a_server_that_never_answers_fails_after_the_start_timeout_and_is_not_started_again(tmp_path):
+    played, port, pid_file = start(tmp_path, exits=0, status=503, timeout=5)
+    stop(pid_file)
+    assert played.returncode == 2, report(played)
+    assert (tmp_path / "starts").read_text() == "1"
+    assert "http://127.0.0.1:%d/status did not answer in 5.0s" % port in played.stdout, report(played)
+    assert "FAILED - RETRYING" not in played.stdout, report(played)
