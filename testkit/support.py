@@ -54,19 +54,26 @@ def run_tool(argv, cwd=REPO, **env_overrides):
     return subprocess.run(argv, cwd=cwd, env=tool_env(**env_overrides), capture_output=True, text=True, check=False)
 
 
+def playbook_results(stdout):
+    """(task name, host, result) for each result of an ansible-playbook run with the json callback;
+    ValueError, KeyError or TypeError when stdout is not that callback's output."""
+    return [
+        (task["task"]["name"], host, result)
+        for play in json.loads(stdout)["plays"]
+        for task in play["tasks"]
+        for host, result in task["hosts"].items()
+    ]
+
+
 def failed_task_messages(stdout):
     """ "task on host: msg" for each failed result of an ansible-playbook run with the json callback;
     empty when stdout is not that callback's output."""
     try:
-        plays = json.loads(stdout)["plays"]
+        results = playbook_results(stdout)
     except (ValueError, KeyError, TypeError):
         return []
     return [
-        "%s on %s: %s" % (task["task"]["name"], host, result.get("msg", ""))
-        for play in plays
-        for task in play["tasks"]
-        for host, result in task["hosts"].items()
-        if result.get("failed")
+        "%s on %s: %s" % (task, host, result.get("msg", "")) for task, host, result in results if result.get("failed")
     ]
 
 

@@ -20,7 +20,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from testkit.support import REPO, free_port, report, run_tool
+from testkit.support import REPO, free_port, playbook_results, report, run_tool
 
 pytestmark = pytest.mark.lab
 
@@ -126,14 +126,10 @@ class LabProject:
             ANSIBLE_PIPELINING="true",
         )
         try:
-            output = json.loads(proc.stdout)
+            results = playbook_results(proc.stdout)
         except ValueError:
             pytest.fail(report(proc), pytrace=False)
-        tasks = {
-            task["task"]["name"].split(" : ")[-1]: task["hosts"]["localhost"]
-            for play in output["plays"]
-            for task in play["tasks"]
-        }
+        tasks = {task.split(" : ")[-1]: result for task, host, result in results if host == "localhost"}
         changed = sorted(name for name, result in tasks.items() if result.get("changed"))
         return proc, tasks, changed
 
