@@ -1,5 +1,6 @@
 """Helpers shared by the test packages: paths and running the venv's tools the way a user does."""
 
+import functools
 import json
 import os
 import random
@@ -99,6 +100,7 @@ PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 _HANDED_OUT_PORTS = set()
 
 
+@functools.cache
 def _port_pool():
     """This process's share of the ports below the kernel's ephemeral range.
 
